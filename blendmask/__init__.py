@@ -1,0 +1,1 @@
+"""blendmask — a Detectron2 meta-architecture plugin (see its issue); nothing registered yet."""

@@ -1,0 +1,1 @@
+"""centermask — a Detectron2 meta-architecture plugin (see its issue); nothing registered yet."""

