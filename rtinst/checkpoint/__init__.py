@@ -1,0 +1,3 @@
+from .safe_checkpointer import CheckpointError, SafeCheckpointer
+
+__all__ = ["CheckpointError", "SafeCheckpointer"]

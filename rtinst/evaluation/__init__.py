@@ -1,0 +1,3 @@
+from .coco_evaluation import COCOEvaluator
+
+__all__ = ["COCOEvaluator"]

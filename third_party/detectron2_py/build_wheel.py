@@ -65,6 +65,30 @@ PATCHES = [
         "",
         "(same)",
     ),
+    (
+        "detectron2/engine/launch.py",
+        '    assert torch.cuda.is_available(), "cuda is not available. Please check your installation."\n',
+        "",
+        "Multi-process training on CPU (gloo backend): v0.6 required CUDA and NCCL.",
+    ),
+    (
+        "detectron2/engine/launch.py",
+        'backend="NCCL",',
+        'backend="NCCL" if torch.cuda.is_available() else "GLOO",',
+        "(same)",
+    ),
+    (
+        "detectron2/engine/launch.py",
+        "    assert num_gpus_per_machine <= torch.cuda.device_count()\n    torch.cuda.set_device(local_rank)\n",
+        "    if torch.cuda.is_available():\n        assert num_gpus_per_machine <= torch.cuda.device_count()\n        torch.cuda.set_device(local_rank)\n",
+        "(same)",
+    ),
+    (
+        "detectron2/engine/defaults.py",
+        '    if "device_ids" not in kwargs:\n',
+        '    if "device_ids" not in kwargs and next(model.parameters()).is_cuda:\n',
+        "DistributedDataParallel of a CPU model takes no device_ids (gloo training on CPU).",
+    ),
 ]
 
 PROJECTS = {

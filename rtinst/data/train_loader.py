@@ -1,0 +1,145 @@
+"""A training data loader whose batches are a pure function of (seed, iteration).
+
+Detectron2's loader draws its sample order and augmentations from stateful random streams that
+restart when a job restarts, so ``--resume`` continued with other data than an uninterrupted
+run would have seen. Here
+
+* the stream of global batches is built from a seeded permutation per epoch, grouped by aspect
+  ratio (``DATALOADER.ASPECT_RATIO_GROUPING``) before any image is read, and resuming at
+  iteration ``k`` skips its first ``k`` batches (index work only);
+* every sample's augmentation RNG (``numpy`` / ``random``, which Detectron2's transforms use)
+  is seeded from (seed, position in the stream), so it does not depend on the number of
+  workers or on restarts;
+* a sample the mapper skips (returns ``None``: unreadable image, no instance left) is replaced
+  by a deterministic draw from the dataset.
+
+Each process of a distributed run takes its slice of every global batch.
+"""
+import copy
+import logging
+import random
+from collections import defaultdict
+
+import numpy as np
+import torch
+from detectron2.data.build import get_detection_dataset_dicts, trivial_batch_collator
+from detectron2.data.common import DatasetFromList
+from detectron2.utils import comm
+
+logger = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_SKIPS = 100
+
+
+def aspect_groups(dataset_dicts, enabled):
+    """Group id per record: 0 for landscape, 1 for portrait images (all 0 when disabled)."""
+    if not enabled:
+        return np.zeros(len(dataset_dicts), dtype=np.int64)
+    return np.array([0 if d["width"] > d["height"] else 1 for d in dataset_dicts], dtype=np.int64)
+
+
+class ResumableBatchSampler(torch.utils.data.Sampler):
+    """Yields this process's part of every global batch from ``start_iter`` on, as lists of
+    ``(position, index)``: ``position`` numbers samples in the global stream."""
+
+    def __init__(self, groups, total_batch_size, seed, start_iter=0, rank=0, world_size=1):
+        if total_batch_size % world_size:
+            raise ValueError(
+                f"SOLVER.IMS_PER_BATCH={total_batch_size} is not divisible by the "
+                f"number of processes ({world_size})"
+            )
+        self._groups = np.asarray(groups)
+        self._total = total_batch_size
+        self._per_rank = total_batch_size // world_size
+        self._seed = seed
+        self._start_iter = start_iter
+        self._rank = rank
+
+    def global_batches(self):
+        """Infinite stream of global batches (lists of dataset indices)."""
+        rng = np.random.Generator(np.random.PCG64(self._seed))
+        buckets = defaultdict(list)
+        while True:
+            for idx in rng.permutation(len(self._groups)):
+                bucket = buckets[self._groups[idx]]
+                bucket.append(int(idx))
+                if len(bucket) == self._total:
+                    yield list(bucket)
+                    bucket.clear()
+
+    def __iter__(self):
+        first = self._rank * self._per_rank
+        for it, batch in enumerate(self.global_batches()):
+            if it < self._start_iter:
+                continue
+            base = it * self._total + first
+            yield [(base + k, idx) for k, idx in enumerate(batch[first : first + self._per_rank])]
+
+
+class SeededMapDataset(torch.utils.data.Dataset):
+    """Maps ``records[index]`` with the mapper, its RNG seeded from (seed, position)."""
+
+    def __init__(self, records, mapper, seed):
+        self._records = DatasetFromList(records, copy=False, serialize=True)
+        self._mapper = mapper
+        self._seed = seed
+
+    def __len__(self):
+        return len(self._records)
+
+    def __getitem__(self, key):
+        position, idx = key
+        rng = np.random.Generator(np.random.PCG64([self._seed, position]))
+        for _ in range(MAX_CONSECUTIVE_SKIPS):
+            sample_seed = int(rng.integers(2**31))
+            np.random.seed(sample_seed)
+            random.seed(sample_seed)
+            data = self._mapper(copy.deepcopy(self._records[idx]))
+            if data is not None:
+                return data
+            idx = int(rng.integers(len(self._records)))
+        raise RuntimeError(
+            f"{MAX_CONSECUTIVE_SKIPS} consecutive training samples were skipped "
+            "(see the warnings above): is the dataset readable?"
+        )
+
+
+def build_resumable_train_loader(cfg, mapper, start_iter, seed):
+    """The training loader for ``cfg`` from iteration ``start_iter`` on."""
+    if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+        raise ValueError(
+            f"DATALOADER.SAMPLER_TRAIN={cfg.DATALOADER.SAMPLER_TRAIN} is not supported by "
+            "rtinst's resumable loader (only 'TrainingSampler')"
+        )
+    records = get_detection_dataset_dicts(
+        cfg.DATASETS.TRAIN,
+        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+        min_keypoints=0,
+        proposal_files=None,
+    )
+    sampler = ResumableBatchSampler(
+        aspect_groups(records, cfg.DATALOADER.ASPECT_RATIO_GROUPING),
+        cfg.SOLVER.IMS_PER_BATCH,
+        seed,
+        start_iter=start_iter,
+        rank=comm.get_rank(),
+        world_size=comm.get_world_size(),
+    )
+    return torch.utils.data.DataLoader(
+        SeededMapDataset(records, mapper, seed),
+        batch_sampler=sampler,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        collate_fn=trivial_batch_collator,
+    )
+
+
+class LazyTrainLoader:
+    """An iterable that builds the real loader on the first ``next()``, when the trainer knows
+    the iteration it resumes from (Detectron2 calls ``iter()`` on it before resuming)."""
+
+    def __init__(self, build, start_iter_fn):
+        self._build = build
+        self._start_iter_fn = start_iter_fn
+
+    def __iter__(self):
+        yield from self._build(self._start_iter_fn())

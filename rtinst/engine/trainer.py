@@ -1,0 +1,87 @@
+"""``Trainer``: Detectron2's ``DefaultTrainer`` with rtinst's data loading, evaluation and
+checkpoints.
+
+* training data: ``RobustDatasetMapper`` (unreadable images are logged and skipped) through the
+  resumable loader, so that ``--resume`` continues with exactly the batches an uninterrupted run
+  would have seen;
+* the data seed (``SEED``, or a shared random one when ``SEED < 0``) is saved in checkpoints;
+* evaluation: COCO metrics on faster-coco-eval's C++ path;
+* checkpoints load through ``SafeCheckpointer`` (no code execution, clear errors).
+"""
+import logging
+import os
+import weakref
+
+from detectron2.data import MetadataCatalog, build_detection_test_loader
+from detectron2.engine import DefaultTrainer, hooks
+from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter, JSONWriter
+
+from rtinst.checkpoint import SafeCheckpointer
+from rtinst.data.dataset_mapper import RobustDatasetMapper
+from rtinst.data.train_loader import LazyTrainLoader, build_resumable_train_loader
+from rtinst.evaluation import COCOEvaluator
+
+logger = logging.getLogger(__name__)
+
+
+class Trainer(DefaultTrainer):
+    def __init__(self, cfg):
+        self.data_seed = cfg.SEED if cfg.SEED >= 0 else comm.shared_random_seed()
+        super().__init__(cfg)
+        self.checkpointer = self.build_checkpointer(
+            self._trainer.model, cfg, trainer=weakref.proxy(self)
+        )
+        for hook in self._hooks:
+            if isinstance(hook, hooks.PeriodicCheckpointer):
+                hook.checkpointer = self.checkpointer
+
+    @staticmethod
+    def build_checkpointer(model, cfg, **checkpointables):
+        return SafeCheckpointer(model, cfg.OUTPUT_DIR, **checkpointables)
+
+    def build_train_loader(self, cfg):
+        mapper = RobustDatasetMapper(cfg, is_train=True)
+        return LazyTrainLoader(
+            lambda start_iter: build_resumable_train_loader(cfg, mapper, start_iter, self.data_seed),
+            lambda: self.start_iter,
+        )
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["data_seed"] = self.data_seed
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        self.data_seed = state_dict.get("data_seed", self.data_seed)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_detection_test_loader(
+            cfg, dataset_name, mapper=RobustDatasetMapper(cfg, is_train=False)
+        )
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_folder=None):
+        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco")
+        if evaluator_type != "coco":
+            raise NotImplementedError(
+                f"dataset {dataset_name}: evaluator_type '{evaluator_type}' is not supported "
+                "(rtinst evaluates COCO-format datasets)"
+            )
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return COCOEvaluator(dataset_name, output_dir=output_folder)
+
+    def build_writers(self):
+        writers = [
+            CommonMetricPrinter(self.max_iter),
+            JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json")),
+        ]
+        try:
+            from detectron2.utils.events import TensorboardXWriter
+
+            writers.append(TensorboardXWriter(self.cfg.OUTPUT_DIR))
+        except ImportError:
+            logger.info("tensorboard is not installed: metrics go to metrics.json and the log only")
+        return writers

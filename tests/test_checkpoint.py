@@ -1,0 +1,90 @@
+"""SafeCheckpointer: no code execution, clear errors for bad or mismatched checkpoints."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from rtinst.checkpoint import CheckpointError, SafeCheckpointer
+
+
+def _model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_pth_round_trip(tmp_path):
+    src = _model()
+    SafeCheckpointer(src, str(tmp_path)).save("m", iteration=7)
+    dst = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    extra = SafeCheckpointer(dst, str(tmp_path)).load(str(tmp_path / "m.pth"))
+    assert extra["iteration"] == 7
+    for a, b in zip(src.state_dict().values(), dst.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_pkl_with_numpy_arrays_loads(tmp_path):
+    src = _model()
+    blobs = {k: v.numpy() for k, v in src.state_dict().items() if v.dtype == torch.float32}
+    path = tmp_path / "weights.pkl"
+    path.write_bytes(pickle.dumps({"model": blobs, "__author__": "test"}))
+    dst = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    SafeCheckpointer(dst).load(str(path))
+    np.testing.assert_array_equal(dst[0].weight.detach().numpy(), blobs["0.weight"])
+
+
+@pytest.mark.parametrize("suffix", [".pkl", ".pth"])
+def test_checkpoint_that_would_run_code_is_refused(tmp_path, suffix, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / f"evil{suffix}"
+    if suffix == ".pkl":
+        path.write_bytes(pickle.dumps({"model": {"0.weight": _RunsCode()}, "__author__": "x"}))
+    else:
+        torch.save({"model": {"0.weight": _RunsCode()}}, path, _use_new_zipfile_serialization=True)
+    with pytest.raises(CheckpointError, match=f"evil{suffix}"):
+        SafeCheckpointer(_model()).load(str(path))
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_missing_file_names_it(tmp_path):
+    with pytest.raises(CheckpointError, match="nope.pth"):
+        SafeCheckpointer(_model()).load(str(tmp_path / "nope.pth"))
+
+
+def test_truncated_file_names_it(tmp_path):
+    SafeCheckpointer(_model(), str(tmp_path)).save("m")
+    data = (tmp_path / "m.pth").read_bytes()
+    (tmp_path / "m.pth").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="m.pth"):
+        SafeCheckpointer(_model()).load(str(tmp_path / "m.pth"))
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tmp_path):
+    other = nn.Linear(5, 2)
+    torch.save({"model": other.state_dict()}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="other.pth: the checkpoint matches none of the model.s parameters"):
+        SafeCheckpointer(_model()).load(str(tmp_path / "other.pth"))
+
+
+def test_partially_matching_checkpoint_loads_what_fits(tmp_path):
+    src = _model()
+    state = src.state_dict()
+    state["0.weight"] = torch.zeros(8, 3, 3, 3)  # wrong shape: skipped with a warning
+    torch.save({"model": state}, tmp_path / "partial.pth")
+    dst = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    before = dst[0].weight.detach().clone()
+    SafeCheckpointer(dst).load(str(tmp_path / "partial.pth"))
+    assert torch.equal(dst[0].weight, before)
+    assert torch.equal(dst[0].bias, src[0].bias)
+
+
+def test_unreachable_url_is_a_clear_error():
+    with pytest.raises(CheckpointError, match="MODEL.WEIGHTS"):
+        SafeCheckpointer(_model()).load("https://127.0.0.1:9/does-not-exist.pth")
