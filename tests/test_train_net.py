@@ -1,0 +1,132 @@
+"""train_net.py end to end on the embedded shapes data: training, exact resume after a kill,
+2-process gloo data parallelism, --eval-only, clear config errors, DefaultPredictor."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs/FCOS/MNV2_FPN_shapes.yaml"
+# a small, fast variant of the main job
+TINY = [
+    "INPUT.MIN_SIZE_TRAIN", "(128,160)", "INPUT.MAX_SIZE_TRAIN", "224",
+    "INPUT.MIN_SIZE_TEST", "128", "INPUT.MAX_SIZE_TEST", "224",
+    "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.FCOS.NUM_CLS_CONVS", "1", "MODEL.FCOS.NUM_BOX_CONVS", "1",
+    "SOLVER.IMS_PER_BATCH", "4", "SOLVER.WARMUP_ITERS", "2", "SOLVER.BASE_LR", "0.01",
+    "DATALOADER.NUM_WORKERS", "1", "SEED", "7", "DATASETS.TEST", "()",
+]
+
+
+def train_net(*args, check=True, **kwargs):
+    cmd = [sys.executable, str(ROOT / "train_net.py"), "--config-file", str(CONFIG), *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=check, **kwargs)
+
+
+def metrics(out_dir):
+    lines = (Path(out_dir) / "metrics.json").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def final_state(out_dir):
+    return torch.load(Path(out_dir) / "model_final.pth", weights_only=True)
+
+
+def test_training_makes_the_loss_fall(tmp_path):
+    out = tmp_path / "run"
+    train_net(*TINY, "SOLVER.MAX_ITER", "60", "SOLVER.STEPS", "()", "OUTPUT_DIR", str(out))
+    losses = [m["total_loss"] for m in metrics(out) if "total_loss" in m]
+    assert len(losses) >= 3
+    assert np.mean(losses[-2:]) < 0.8 * losses[0], losses
+
+
+def test_resume_after_kill_continues_exactly(tmp_path):
+    schedule = ["SOLVER.MAX_ITER", "16", "SOLVER.STEPS", "(8, 12)", "SOLVER.CHECKPOINT_PERIOD", "3"]
+    uninterrupted, interrupted = tmp_path / "a", tmp_path / "b"
+    train_net(*TINY, *schedule, "OUTPUT_DIR", str(uninterrupted))
+
+    cmd = [sys.executable, str(ROOT / "train_net.py"), "--config-file", str(CONFIG),
+           *TINY, *schedule, "OUTPUT_DIR", str(interrupted)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tag = interrupted / "last_checkpoint"
+    deadline = time.time() + 300
+    while not tag.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "training ended before it could be killed"
+    assert not (interrupted / "model_final.pth").exists()
+
+    resumed = train_net(*TINY, *schedule, "OUTPUT_DIR", str(interrupted), "--resume").stderr
+    assert "Resuming from" in resumed or "Loading from" in resumed
+
+    a, b = final_state(uninterrupted), final_state(interrupted)
+    assert a["iteration"] == b["iteration"] == 15
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0, msg=key)
+    torch.testing.assert_close(
+        a["optimizer"]["state"], b["optimizer"]["state"], rtol=0, atol=0
+    )
+    lr_a = {m["iteration"]: m["lr"] for m in metrics(uninterrupted) if "lr" in m}
+    lr_b = {m["iteration"]: m["lr"] for m in metrics(interrupted) if "lr" in m}
+    assert lr_b and all(lr_b[i] == lr_a[i] for i in lr_b if i in lr_a)
+    assert lr_a[15] == pytest.approx(0.01 * 0.1 * 0.1)
+
+
+def test_two_process_gloo_data_parallel(tmp_path):
+    out = tmp_path / "ddp"
+    res = train_net(*TINY, "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "()", "OUTPUT_DIR", str(out),
+                    "--num-gpus", "2", timeout=600)
+    log = res.stdout + res.stderr
+    assert "World size: 2" in log
+    assert final_state(out)["iteration"] == 3
+
+
+def test_eval_only_prints_box_ap(tmp_path):
+    out = tmp_path / "run"
+    train_net(*TINY, "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()", "OUTPUT_DIR", str(out))
+    res = train_net("--eval-only", *TINY, "DATASETS.TEST", "('shapes_val',)",
+                    "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(out))
+    log = res.stdout + res.stderr
+    assert "Evaluation results for bbox" in log
+    assert "copypaste: AP,AP50,AP75,APs,APm,APl" in log
+
+
+def test_unknown_config_key_in_a_file_names_file_and_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(f'_BASE_: "{CONFIG}"\nMODEL:\n  FCOS:\n    NUM_CLASES: 3\n')
+    res = subprocess.run([sys.executable, str(ROOT / "train_net.py"), "--config-file", str(bad)],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert res.returncode != 0
+    assert "bad.yaml" in res.stderr and "MODEL.FCOS.NUM_CLASES" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_unknown_command_line_key_is_a_clear_error():
+    res = train_net("MODEL.FCOS.NMS_THRESH", "0.5", check=False)
+    assert res.returncode != 0
+    assert "command-line option" in res.stderr and "MODEL.FCOS.NMS_THRESH" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_default_predictor_on_an_image():
+    import rtinst  # noqa: F401
+    from detectron2.engine import DefaultPredictor
+    from rtinst.engine import load_config
+
+    cfg = load_config(str(CONFIG), TINY)
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.FCOS.INFERENCE_TH_TEST = 0.0  # untrained head: keep every candidate
+    image = np.random.default_rng(0).integers(0, 255, (150, 210, 3), dtype=np.uint8)
+    out = DefaultPredictor(cfg)(image)["instances"]
+    assert out.image_size == (150, 210)
+    assert len(out) > 0
+    boxes = out.pred_boxes.tensor
+    assert (boxes[:, 2] <= 210).all() and (boxes[:, 3] <= 150).all()
+    assert out.scores.shape == out.pred_classes.shape == (len(out),)
