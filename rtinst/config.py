@@ -2,6 +2,7 @@
 
 FCOS keys keep AdelaiDet's names (``MODEL.FCOS.*``) so that its configs port unchanged.
 """
+import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _d2_get_cfg
 
@@ -72,7 +73,9 @@ def add_rtinst_config(cfg):
 
 
 def get_cfg():
-    """Detectron2's default config with every rtinst (and method) key added."""
+    """Detectron2's default config with every rtinst (and method) key added; the default
+    device is the GPU when there is one, else the CPU."""
     cfg = _d2_get_cfg()
     add_rtinst_config(cfg)
+    cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     return cfg

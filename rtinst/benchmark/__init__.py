@@ -1,0 +1,48 @@
+"""Latency benchmarking of Detectron2/rtinst models (the library behind tools/benchmark.py):
+fixed detection counts (``detections``), inputs (``inputs``), model building and weights
+(``model``), timing (``latency``), runs (``runner``) and reports (``report``)."""
+
+from .detections import (
+    PostprocessKeys,
+    UnknownModelFamily,
+    fix_detection_count,
+    register_family,
+    set_score_threshold,
+)
+from .inputs import list_images, load_images, prepare_inputs, random_images, resize_transform
+from .latency import Measurement, TimedModel, measure_interleaved
+from .model import (
+    build_eval_model,
+    calibrate_normalisation,
+    count_gflops,
+    count_parameters,
+    resolve_weights,
+)
+from .report import markdown_document, markdown_table
+from .runner import BenchmarkSettings, ModelSpec, run_benchmark
+
+__all__ = [
+    "BenchmarkSettings",
+    "Measurement",
+    "ModelSpec",
+    "PostprocessKeys",
+    "TimedModel",
+    "UnknownModelFamily",
+    "build_eval_model",
+    "calibrate_normalisation",
+    "count_gflops",
+    "count_parameters",
+    "fix_detection_count",
+    "list_images",
+    "load_images",
+    "markdown_document",
+    "markdown_table",
+    "measure_interleaved",
+    "prepare_inputs",
+    "random_images",
+    "register_family",
+    "resize_transform",
+    "resolve_weights",
+    "run_benchmark",
+    "set_score_threshold",
+]

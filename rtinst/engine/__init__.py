@@ -1,4 +1,4 @@
-from .defaults import ConfigError, argument_parser, load_config, setup
+from .defaults import ConfigError, argument_parser, config_file_path, load_config, setup
 from .trainer import Trainer
 
-__all__ = ["ConfigError", "Trainer", "argument_parser", "load_config", "setup"]
+__all__ = ["ConfigError", "Trainer", "argument_parser", "config_file_path", "load_config", "setup"]

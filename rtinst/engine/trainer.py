@@ -4,7 +4,8 @@ checkpoints.
 * training data: ``RobustDatasetMapper`` (unreadable images are logged and skipped) through the
   resumable loader, so that ``--resume`` continues with exactly the batches an uninterrupted run
   would have seen;
-* the data seed (``SEED``, or a shared random one when ``SEED < 0``) is saved in checkpoints;
+* checkpoints hold the optimizer state (v0.6 dropped it) and the data seed (``SEED``, or a
+  shared random one when ``SEED < 0``);
 * evaluation: COCO metrics on faster-coco-eval's C++ path;
 * checkpoints load through ``SafeCheckpointer`` (no code execution, clear errors).
 """
@@ -49,11 +50,18 @@ class Trainer(DefaultTrainer):
 
     def state_dict(self):
         state = super().state_dict()
+        # v0.6's DefaultTrainer leaves out the optimizer (momentum restarted on --resume); later
+        # detectron2 versions store the inner trainer's state under "_trainer", as here
+        state["_trainer"] = self._trainer.state_dict()
         state["data_seed"] = self.data_seed
         return state
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
+        if "_trainer" in state_dict:
+            self._trainer.load_state_dict(state_dict["_trainer"])
+        else:
+            logger.warning("The checkpoint has no optimizer state: momentum starts from zero")
         self.data_seed = state_dict.get("data_seed", self.data_seed)
 
     @classmethod

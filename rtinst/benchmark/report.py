@@ -1,0 +1,122 @@
+"""Benchmark reports: ratios to the baselines, the environment, and the Markdown table."""
+
+import datetime
+import os
+import platform
+import resource
+import sys
+
+import detectron2
+import torch
+
+
+def add_baseline_ratios(rows):
+    """Sets ``row["ratio"][baseline label] = row median / baseline median`` for every baseline
+    measured at the row's detection count."""
+    baselines = [row for row in rows if row["baseline"]]
+    for row in rows:
+        row["ratio"] = {
+            base["label"]: row["median_ms"] / base["median_ms"]
+            for base in baselines
+            if base["num_detections"] == row["num_detections"]
+        }
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        return names[0] if names else platform.processor()
+    except OSError:
+        return platform.processor()
+
+
+def environment_info(device):
+    """Versions, hardware, threads and date of this run (peak RSS: the whole process so far)."""
+    device = torch.device(device)
+    on_cuda = device.type == "cuda"
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "detectron2": detectron2.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if on_cuda else _cpu_name(),
+        "cuda": torch.version.cuda if on_cuda else None,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average": list(os.getloadavg()),  # 1, 5, 15 min, this run included: above `threads`
+        # means other work competed for the CPUs (with threads ~ CPUs, CPU timings degrade badly)
+        "process_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def _number(value, digits=1):
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(report):
+    """The per-model table: latency, throughput, detections, size and ratio to each baseline."""
+    rows = report["models"]
+    baselines = list(dict.fromkeys(row["label"] for row in rows if row["baseline"]))
+    with_flops = any(row["gflops"] is not None for row in rows)
+    with_memory = any(row["peak_memory_mb"] is not None for row in rows)
+    header = (
+        ["model", "K", "weights", "median ms", "p90 ms", "img/s", "dets/img", "params (M)"]
+        + ["GFLOPs"] * with_flops
+        + ["peak MB"] * with_memory
+        + [f"× {b}" for b in baselines]
+    )
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [
+            row["label"] + " (baseline)" * row["baseline"],
+            "–" if row["num_detections"] is None else str(row["num_detections"]),
+            "random" if row["weights"].startswith("random") else "file",
+            _number(row["median_ms"]),
+            _number(row["p90_ms"]),
+            _number(row["images_per_s"], 2),
+            _number(row["detections_mean"]),
+            _number(row["params"] / 1e6, 2),
+        ]
+        cells += [_number(row["gflops"])] * with_flops + [
+            _number(row["peak_memory_mb"])
+        ] * with_memory
+        cells += [_number(row["ratio"].get(b), 2) for b in baselines]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_document(report):
+    """Environment, settings, table and the weights each model used."""
+    env, settings = report["environment"], report["settings"]
+    size = settings["input_size"] + (
+        "" if "x" in settings["input_size"] else f" (max {settings['max_size']})"
+    )
+    lines = [
+        "# rtinst latency benchmark",
+        "",
+        f"- date: {env['date']}",
+        f"- device: {env['device']} ({env['device_name']}), {env['threads']} threads; "
+        f"load average {env['load_average'][1]:.1f} (5 min, this run included) "
+        f"on {env['cpu_count']} CPUs",
+        f"- torch {env['torch']}, detectron2 {env['detectron2']}, python {env['python']}",
+        f"- input size: {size}; {settings['num_images']} images from {settings['images']}",
+        f"- {settings['warmup']} warm-up + {settings['iters']} timed iterations per model "
+        "(batch 1), "
+        "models interleaved",
+        "- K: detections per image fixed by the config (– = the model's own thresholds); "
+        "× baseline = median / baseline median at the same K",
+        "",
+        markdown_table(report),
+        "",
+        "Weights:",
+        "",
+    ]
+    lines += [
+        f"- {row['label']}: {row['weights']}"
+        for row in report["models"]
+        if row["num_detections"] == settings["num_detections"][0]
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,35 @@
+"""Detectron2's ``DatasetMapper`` that survives unreadable images in training."""
+import logging
+
+from detectron2.data import DatasetMapper
+from detectron2.data.detection_utils import SizeMismatchError
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+# What reading an image raises when the file is missing, unreadable, corrupt or truncated (PIL
+# reports some malformed files with SyntaxError or EOFError), or not the size its record says.
+UNREADABLE_IMAGE_ERRORS = (
+    OSError,
+    SyntaxError,
+    EOFError,
+    Image.DecompressionBombError,
+    SizeMismatchError,
+)
+
+
+class RobustDatasetMapper(DatasetMapper):
+    """``DatasetMapper`` (same arguments and config) for which an image that cannot be read is,
+    in training, a skipped sample (a warning naming the file; ``None``, so that the data loader
+    draws another one) and, in inference, a ``RuntimeError`` naming the file."""
+
+    def __call__(self, dataset_dict):
+        try:
+            return super().__call__(dataset_dict)
+        except UNREADABLE_IMAGE_ERRORS as e:
+            file_name = dataset_dict["file_name"]
+            reason = f"{type(e).__name__}: {e}"
+            if not self.is_train:
+                raise RuntimeError(f"cannot read image {file_name}: {reason}") from e
+            logger.warning("Skipping training image %s: %s", file_name, reason)
+            return None

@@ -1,0 +1,22 @@
+"""Bottom-up backbones + FPN builders registered in Detectron2's ``BACKBONE_REGISTRY``."""
+from .fpn import (
+    LastLevelP6,
+    build_fcos_resnet_fpn_backbone,
+    build_fpn_with_top_levels,
+    build_top_block,
+)
+from .mobilenet_v2 import (
+    MobileNetV2,
+    build_fcos_mobilenet_v2_fpn_backbone,
+    build_mobilenet_v2_backbone,
+)
+
+__all__ = [
+    "LastLevelP6",
+    "build_top_block",
+    "build_fpn_with_top_levels",
+    "build_fcos_resnet_fpn_backbone",
+    "MobileNetV2",
+    "build_mobilenet_v2_backbone",
+    "build_fcos_mobilenet_v2_fpn_backbone",
+]

