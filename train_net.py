@@ -13,6 +13,8 @@ from detectron2.engine import launch
 from detectron2.evaluation import verify_results
 
 import rtinst  # noqa: F401  (registers rtinst's models and datasets)
+from rtinst.checkpoint import CheckpointError
+from rtinst.data import DatasetError
 from rtinst.engine import ConfigError, Trainer, argument_parser, load_config, setup
 
 
@@ -35,11 +37,14 @@ if __name__ == "__main__":
         load_config(args.config_file, args.opts)  # fail here, before any process is started
     except ConfigError as e:
         sys.exit(f"error: {e}")
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except (CheckpointError, DatasetError) as e:  # one process: the error names the file
+        sys.exit(f"error: {e}")

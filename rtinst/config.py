@@ -2,6 +2,8 @@
 
 FCOS keys keep AdelaiDet's names (``MODEL.FCOS.*``) so that its configs port unchanged.
 """
+import importlib
+
 import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _d2_get_cfg
@@ -72,10 +74,20 @@ def add_rtinst_config(cfg):
     add_data_config(cfg)
 
 
+# Method packages: get_cfg() imports each (which registers its models) and applies its
+# ``add_<package>_config`` when it has one.
+METHOD_PACKAGES = ("blendmask", "centermask", "blitzmask")
+
+
 def get_cfg():
-    """Detectron2's default config with every rtinst (and method) key added; the default
-    device is the GPU when there is one, else the CPU."""
+    """Detectron2's default config with every rtinst and method key added (the method packages
+    are imported, so their models are registered too); the default device is the GPU when there
+    is one, else the CPU."""
     cfg = _d2_get_cfg()
     add_rtinst_config(cfg)
+    for package in METHOD_PACKAGES:
+        add_config = getattr(importlib.import_module(package), f"add_{package}_config", None)
+        if add_config is not None:
+            add_config(cfg)
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     return cfg

@@ -1,19 +1,16 @@
 """Backbones: MobileNetV2 (+FPN, top levels), its ImageNet weights, and the R-50 FCOS parameter
 names/shapes against AdelaiDet's checkpoint."""
-from pathlib import Path
-
 import pytest
 import torch
 import torchvision
 from torch import nn
+from reference_keys import assert_same_parameters
 from tiny_fcos import CONFIGS
 
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import build_backbone, build_model
 from rtinst.config import get_cfg
 from rtinst.modeling.backbone import MobileNetV2, mobilenet_v2
-
-ADET_FCOS_KEYS = Path("/work/shared/reference/checkpoint_keys/adet_fcos_R_50_1x.tsv")
 
 
 def _mobilenet_cfg(top_levels=2, pretrained=False):
@@ -105,24 +102,9 @@ def test_freeze_at_and_norm_options():
         MobileNetV2(norm="LN")
 
 
-def _reference_shapes():
-    shapes = {}
-    for line in ADET_FCOS_KEYS.read_text().splitlines():
-        if line.startswith("#"):
-            continue
-        key, shape, _ = line.split("\t")
-        shapes[key] = tuple(int(d) for d in shape.split("x")) if shape != "scalar" else ()
-    return shapes
-
-
 def test_r50_fcos_parameters_match_adelaidet_checkpoint():
     cfg = get_cfg()
     cfg.merge_from_file(str(CONFIGS / "FCOS" / "R_50_1x.yaml"))
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.FCOS.NUM_CLASSES = 80
-    model = build_model(cfg)
-    ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    reference = _reference_shapes()
-    assert sorted(set(ours) - set(reference)) == []
-    assert sorted(set(reference) - set(ours)) == []
-    assert {k: v for k, v in ours.items() if reference[k] != v} == {}
+    assert_same_parameters(build_model(cfg), "adet_fcos_R_50_1x")

@@ -35,7 +35,8 @@ def report():
         ModelSpec("retinanet", RETINANET, load_config(RETINANET, device="cpu")),
         ModelSpec("mask_rcnn", MASK_RCNN, load_config(MASK_RCNN, device="cpu"), baseline=True),
     ]
-    settings = BenchmarkSettings(input_size="128", warmup=1, iters=2, num_detections=(K,))
+    settings = BenchmarkSettings(input_size="128", warmup=1, iters=2, num_detections=(K,),
+                                 time_modules=("roi_heads.mask_head",))
     return run_benchmark(specs, images, settings, image_source="test images")
 
 
@@ -54,6 +55,13 @@ def test_report_fields(report):
         assert row["params"] > 1e7 and row["weights"].startswith("random init")
         assert row["peak_memory_mb"] is None  # CUDA only
     json.dumps(report)  # JSON-ready
+
+
+def test_submodule_time_is_reported_where_the_model_has_it(report):
+    retinanet, mask_rcnn = report["models"]
+    assert retinanet["module_median_ms"] == {}
+    mask_head_ms = mask_rcnn["module_median_ms"]["roi_heads.mask_head"]
+    assert 0 < mask_head_ms < mask_rcnn["median_ms"]
 
 
 def test_ratio_is_median_over_baseline_median(report):

@@ -119,6 +119,13 @@ def test_a_flag_after_the_overrides_is_a_clear_error():
     assert "Traceback" not in res.stderr
 
 
+def test_missing_weights_in_eval_only_is_a_clear_error(tmp_path):
+    res = train_net("--eval-only", "MODEL.WEIGHTS", str(tmp_path / "nope.pth"), check=False)
+    assert res.returncode != 0
+    assert "checkpoint file not found" in res.stderr and "nope.pth" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
 def test_unknown_command_line_key_is_a_clear_error():
     res = train_net("MODEL.FCOS.NMS_THRESH", "0.5", check=False)
     assert res.returncode != 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-import rtinst  # noqa: F401  (registers rtinst's models)
+import rtinst  # noqa: F401  (registers rtinst's models; its get_cfg those of every method)
 from rtinst.benchmark import (
     BenchmarkSettings,
     ModelSpec,
@@ -111,6 +111,13 @@ def parse_args(argv=None):
         help="fix the detections per image in every model; several values: a sweep",
     )
     parser.add_argument("--flops", action="store_true", help="also count GFLOPs (fvcore)")
+    parser.add_argument(
+        "--time-modules",
+        nargs="*",
+        default=[],
+        metavar="NAME",
+        help="also report the median time spent inside these submodules (e.g. blender)",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
     parser.add_argument(
@@ -210,6 +217,7 @@ def main(argv=None):
         iters=args.iters,
         num_detections=args.num_detections or (None,),
         flops=args.flops,
+        time_modules=tuple(args.time_modules),
     )
     try:
         report = run_benchmark(specs, images, settings, image_source=source)

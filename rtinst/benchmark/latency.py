@@ -9,12 +9,47 @@ import torch
 from tqdm import tqdm
 
 
+class ModuleTimer:
+    """Wall time spent inside named submodules of a model during a call (forward hooks; CUDA is
+    synchronised around each). Names the model lacks are left out."""
+
+    def __init__(self, model: torch.nn.Module, names, device):
+        self._cuda = torch.device(device).type == "cuda"
+        self.elapsed_ms = {}
+        self._starts = {}
+        for name in names:
+            try:
+                module = model.get_submodule(name)
+            except AttributeError:
+                continue
+            self.elapsed_ms[name] = 0.0
+            module.register_forward_pre_hook(lambda *_, n=name: self._start(n))
+            module.register_forward_hook(lambda *_, n=name: self._stop(n))
+
+    def _sync(self):
+        if self._cuda:
+            torch.cuda.synchronize()
+
+    def _start(self, name):
+        self._sync()
+        self._starts[name] = time.perf_counter()
+
+    def _stop(self, name):
+        self._sync()
+        self.elapsed_ms[name] += (time.perf_counter() - self._starts.pop(name)) * 1000.0
+
+    def reset(self):
+        self.elapsed_ms = dict.fromkeys(self.elapsed_ms, 0.0)
+
+
 @dataclass
 class TimedModel:
-    """A model in eval mode and its prepared inputs (batch size 1 each)."""
+    """A model in eval mode, its prepared inputs (batch size 1 each) and, optionally, a timer of
+    some of its submodules."""
 
     model: torch.nn.Module
     inputs: list
+    module_timer: ModuleTimer = None
 
 
 @dataclass
@@ -24,6 +59,7 @@ class Measurement:
     times_ms: list = field(default_factory=list)
     detections: list = field(default_factory=list)
     peak_extra_bytes: int = 0  # CUDA: largest allocation above what was held before a call
+    module_ms: dict = field(default_factory=dict)  # submodule name -> per-iteration times
 
     def summary(self):
         times = np.asarray(self.times_ms)
@@ -36,6 +72,7 @@ class Measurement:
             "detections_min": int(min(self.detections)),
             "detections_max": int(max(self.detections)),
             "times_ms": [float(t) for t in times],
+            "module_median_ms": {n: float(np.median(t)) for n, t in self.module_ms.items()},
         }
 
 
@@ -71,6 +108,8 @@ def measure_interleaved(timed_models, warmup, iters, device):
             shift = r % len(order)
             for i in order[shift:] + order[:shift]:
                 timed = timed_models[i]
+                if timed.module_timer:
+                    timed.module_timer.reset()
                 elapsed_ms, detections, extra = _timed_call(
                     timed.model, timed.inputs[r % len(timed.inputs)], device
                 )
@@ -79,5 +118,8 @@ def measure_interleaved(timed_models, warmup, iters, device):
                     m.times_ms.append(elapsed_ms)
                     m.detections.append(detections)
                     m.peak_extra_bytes = max(m.peak_extra_bytes, extra)
+                    if timed.module_timer:
+                        for name, ms in timed.module_timer.elapsed_ms.items():
+                            m.module_ms.setdefault(name, []).append(ms)
                 bar.update()
     return measurements

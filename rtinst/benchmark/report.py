@@ -62,10 +62,12 @@ def markdown_table(report):
     baselines = list(dict.fromkeys(row["label"] for row in rows if row["baseline"]))
     with_flops = any(row["gflops"] is not None for row in rows)
     with_memory = any(row["peak_memory_mb"] is not None for row in rows)
+    modules = list(dict.fromkeys(name for row in rows for name in row["module_median_ms"]))
     header = (
         ["model", "K", "weights", "median ms", "p90 ms", "img/s", "dets/img", "params (M)"]
         + ["GFLOPs"] * with_flops
         + ["peak MB"] * with_memory
+        + [f"{name} ms" for name in modules]
         + [f"× {b}" for b in baselines]
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -83,6 +85,7 @@ def markdown_table(report):
         cells += [_number(row["gflops"])] * with_flops + [
             _number(row["peak_memory_mb"])
         ] * with_memory
+        cells += [_number(row["module_median_ms"].get(name), 2) for name in modules]
         cells += [_number(row["ratio"].get(b), 2) for b in baselines]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

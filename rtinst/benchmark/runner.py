@@ -8,7 +8,7 @@ import torch
 
 from .detections import fix_detection_count
 from .inputs import prepare_inputs, resize_transform
-from .latency import TimedModel, measure_interleaved
+from .latency import ModuleTimer, TimedModel, measure_interleaved
 from .model import build_eval_model, count_gflops, count_parameters, model_size_bytes
 from .report import add_baseline_ratios, environment_info
 
@@ -35,6 +35,7 @@ class BenchmarkSettings:
     iters: int = 20
     num_detections: tuple = (None,)  # K values; None keeps each model's own thresholds
     flops: bool = False
+    time_modules: tuple = ()  # submodule names (e.g. "blender") whose own time is reported
 
 
 def _device_of(specs):
@@ -44,7 +45,7 @@ def _device_of(specs):
     return devices.pop()
 
 
-def _build(spec, k, images, resize, device, inputs_by_format, with_flops):
+def _build(spec, k, images, resize, device, inputs_by_format, with_flops, time_modules):
     """(TimedModel, report row without measurements) for ``spec`` at detection count ``k``."""
     cfg = spec.cfg.clone()
     families = fix_detection_count(cfg, k) if k is not None else []
@@ -65,7 +66,8 @@ def _build(spec, k, images, resize, device, inputs_by_format, with_flops):
         "params": count_parameters(model),
         "gflops": count_gflops(model, inputs[0]) if with_flops else None,
     }
-    return TimedModel(model, inputs), row
+    timer = ModuleTimer(model, time_modules, device) if time_modules else None
+    return TimedModel(model, inputs, timer), row
 
 
 def _check_detection_count(row):
@@ -90,7 +92,8 @@ def run_benchmark(specs, images, settings, image_source=""):
     resize = resize_transform(settings.input_size, settings.max_size)
     inputs_by_format = {}
     built = [
-        _build(spec, k, images, resize, device, inputs_by_format, settings.flops)
+        _build(spec, k, images, resize, device, inputs_by_format, settings.flops,
+               settings.time_modules)
         for k in settings.num_detections
         for spec in specs
     ]

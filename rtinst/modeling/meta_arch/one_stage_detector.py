@@ -6,7 +6,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, ProposalNetwork
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import ImageList
 
-__all__ = ["OneStageDetector"]
+__all__ = ["OneStageDetector", "postprocess_detections"]
 
 
 @META_ARCH_REGISTRY.register()
@@ -39,9 +39,18 @@ class OneStageDetector(ProposalNetwork):
             return losses
 
         results, _ = self.proposal_generator(images, features)
-        processed = []
-        for instances, inputs, image_size in zip(results, batched_inputs, images.image_sizes):
-            height = inputs.get("height", image_size[0])
-            width = inputs.get("width", image_size[1])
-            processed.append({"instances": detector_postprocess(instances, height, width)})
-        return processed
+        return postprocess_detections(results, batched_inputs, images.image_sizes)
+
+
+def postprocess_detections(results, batched_inputs, image_sizes, mask_threshold=0.5):
+    """Per image ``{"instances": ...}`` rescaled from the network input to the original
+    "height"/"width" (the input size when absent); R x R ``pred_masks`` probabilities are pasted
+    into the image and thresholded at ``mask_threshold``."""
+    processed = []
+    for instances, inputs, image_size in zip(results, batched_inputs, image_sizes):
+        height = inputs.get("height", image_size[0])
+        width = inputs.get("width", image_size[1])
+        processed.append(
+            {"instances": detector_postprocess(instances, height, width, mask_threshold)}
+        )
+    return processed

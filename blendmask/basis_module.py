@@ -1,0 +1,181 @@
+"""BlendMask's bottom module (Sec. 3.1): predicts the K bases B (N x K x H/s x W/s) shared by all
+instances, and the auxiliary semantic segmentation loss on its finest input ("+semantic",
+Table 7).
+
+Two decoders are registered in ``BASIS_MODULE_REGISTRY`` (``MODEL.BASIS_MODULE.NAME``):
+
+* ``ProtoNet`` -- the Proto-FPN of Sec. 4.1/4.2: each input level (P3, P4, P5) is refined by a
+  3x3 conv to ``CONVS_DIM`` channels, upsampled to the finest level and summed; then
+  ``NUM_CONVS`` 3x3 convs, a 2x bilinear upsampling, one more 3x3 conv and a 1x1 conv to K
+  (YOLACT's protonet). Output stride: half the finest input's. Parameter names match
+  AdelaiDet's (``refine``, ``tower``, ``seg_head``), so its checkpoints load.
+* ``DeepLabV3Plus`` -- the DeepLabV3+ decoder on a fine and a coarse input (C3, C5 or P3, P5):
+  the fine one reduced by a 1x1 conv to ``DECODER_LOW_LEVEL_CHANNELS``, the coarse one projected
+  to ``CONVS_DIM`` and upsampled to it, concatenated, ``NUM_CONVS`` 3x3 convs, 1x1 conv to K.
+  Output stride: the fine input's.
+"""
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from detectron2.layers import ShapeSpec, get_norm
+from detectron2.structures import BitMasks, Instances
+from detectron2.utils.registry import Registry
+
+__all__ = ["BASIS_MODULE_REGISTRY", "BasisModule", "ProtoNet", "DeepLabV3Plus",
+           "build_basis_module", "semantic_targets"]
+
+BASIS_MODULE_REGISTRY = Registry("BASIS_MODULE")
+BASIS_MODULE_REGISTRY.__doc__ = "BlendMask bottom modules: (cfg, input_shape) -> BasisModule"
+
+IGNORE_LABEL = -1  # padding outside the image
+
+
+def conv_norm_relu(in_channels, out_channels, kernel_size, norm):
+    """conv (no bias when normalised) + norm + ReLU, as ``nn.Sequential`` (indices 0, 1, 2)."""
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
+                     bias=not norm)
+    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+    layers = [conv] + ([get_norm(norm, out_channels)] if norm else []) + [nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+def _predictor(in_channels, out_channels):
+    conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+    nn.init.normal_(conv.weight, std=0.01)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def _upsample_to(x, reference):
+    return F.interpolate(x, size=reference.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def semantic_targets(gt_instances: List[Instances], padded_size, stride: int, num_classes: int):
+    """(N, H/stride, W/stride) labels sampled at the cells' centres: 1 + class of the instance
+    covering the pixel (the smallest one where several overlap), 0 for background and
+    ``IGNORE_LABEL`` in the padding."""
+    height, width = padded_size
+    labels = []
+    for instances in gt_instances:
+        canvas = torch.full((height, width), IGNORE_LABEL, dtype=torch.long,
+                            device=instances.gt_classes.device)
+        h, w = instances.image_size
+        canvas[:h, :w] = 0
+        if len(instances):
+            masks = instances.gt_masks
+            if not isinstance(masks, BitMasks):
+                masks = BitMasks.from_polygon_masks(masks, h, w)
+            masks = masks.tensor.to(canvas.device)
+            for i in masks.flatten(1).sum(dim=1).argsort(descending=True).tolist():
+                canvas[:h, :w][masks[i]] = int(instances.gt_classes[i]) + 1
+        labels.append(canvas[stride // 2 :: stride, stride // 2 :: stride])
+    return torch.stack(labels)
+
+
+class BasisModule(nn.Module):
+    """Common part: the optional semantic head on the finest input and its loss."""
+
+    def __init__(self, cfg, input_shape: Dict[str, ShapeSpec]):
+        super().__init__()
+        bcfg = cfg.MODEL.BASIS_MODULE
+        self.in_features = list(bcfg.IN_FEATURES)
+        missing = [f for f in self.in_features if f not in input_shape]
+        if missing:
+            raise ValueError(f"MODEL.BASIS_MODULE.IN_FEATURES {missing} are not produced by the "
+                             f"backbone (it has {sorted(input_shape)})")
+        self.num_bases = bcfg.NUM_BASES
+        self.norm = bcfg.NORM
+        self.convs_dim = bcfg.CONVS_DIM
+        self.loss_on = bcfg.LOSS_ON
+        self.num_classes = bcfg.NUM_CLASSES
+        self.loss_weight = bcfg.LOSS_WEIGHT
+        finest = input_shape[self.in_features[0]]
+        self.semantic_stride = finest.stride
+        if self.loss_on:
+            dim = self.convs_dim
+            self.seg_head = nn.Sequential(
+                *conv_norm_relu(finest.channels, dim, 3, self.norm),
+                *conv_norm_relu(dim, dim, 3, self.norm),
+                _predictor(dim, self.num_classes + 1),
+            )
+
+    out_stride: int  # stride of the bases
+
+    def predict_bases(self, features: List[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, features: Dict[str, torch.Tensor],
+                gt_instances: Optional[List[Instances]] = None):
+        """Returns (bases (N, K, H/s, W/s), losses); losses has ``loss_basis_semantic`` in
+        training when ``LOSS_ON``."""
+        inputs = [features[f] for f in self.in_features]
+        bases = self.predict_bases(inputs)
+        losses = {}
+        if self.training and self.loss_on:
+            logits = self.seg_head(inputs[0])
+            padded = [s * self.semantic_stride for s in logits.shape[-2:]]
+            labels = semantic_targets(gt_instances, padded, self.semantic_stride, self.num_classes)
+            loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_LABEL)
+            losses["loss_basis_semantic"] = loss * self.loss_weight
+        return bases, losses
+
+
+@BASIS_MODULE_REGISTRY.register()
+class ProtoNet(BasisModule):
+    def __init__(self, cfg, input_shape: Dict[str, ShapeSpec]):
+        super().__init__(cfg, input_shape)
+        dim, norm = self.convs_dim, self.norm
+        self.refine = nn.ModuleList(
+            [conv_norm_relu(input_shape[f].channels, dim, 3, norm) for f in self.in_features]
+        )
+        tower = [conv_norm_relu(dim, dim, 3, norm) for _ in range(cfg.MODEL.BASIS_MODULE.NUM_CONVS)]
+        tower += [
+            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            conv_norm_relu(dim, dim, 3, norm),
+            _predictor(dim, self.num_bases),
+        ]
+        self.tower = nn.Sequential(*tower)
+        self.out_stride = input_shape[self.in_features[0]].stride // 2
+
+    def predict_bases(self, features):
+        x = self.refine[0](features[0])
+        for refine, feature in zip(self.refine[1:], features[1:]):
+            x = x + _upsample_to(refine(feature), x)
+        return self.tower(x)
+
+
+@BASIS_MODULE_REGISTRY.register()
+class DeepLabV3Plus(BasisModule):
+    def __init__(self, cfg, input_shape: Dict[str, ShapeSpec]):
+        super().__init__(cfg, input_shape)
+        if len(self.in_features) != 2:
+            raise ValueError("MODEL.BASIS_MODULE.IN_FEATURES of DeepLabV3Plus are two features "
+                             f"(fine, coarse), e.g. ['p3', 'p5']; got {self.in_features}")
+        fine, coarse = (input_shape[f] for f in self.in_features)
+        dim, norm = self.convs_dim, self.norm
+        low_channels = cfg.MODEL.BASIS_MODULE.DECODER_LOW_LEVEL_CHANNELS
+        self.low_level = conv_norm_relu(fine.channels, low_channels, 1, norm)
+        self.high_level = conv_norm_relu(coarse.channels, dim, 1, norm)
+        tower = [conv_norm_relu(low_channels + dim, dim, 3, norm)]
+        tower += [conv_norm_relu(dim, dim, 3, norm)
+                  for _ in range(cfg.MODEL.BASIS_MODULE.NUM_CONVS - 1)]
+        self.tower = nn.Sequential(*tower, _predictor(dim, self.num_bases))
+        self.out_stride = fine.stride
+
+    def predict_bases(self, features):
+        fine, coarse = features
+        low = self.low_level(fine)
+        return self.tower(torch.cat((low, _upsample_to(self.high_level(coarse), low)), dim=1))
+
+
+def build_basis_module(cfg, input_shape: Dict[str, ShapeSpec]) -> BasisModule:
+    name = cfg.MODEL.BASIS_MODULE.NAME
+    if name not in BASIS_MODULE_REGISTRY:
+        raise ValueError(f"MODEL.BASIS_MODULE.NAME {name!r} is not one of "
+                         f"{sorted(k for k, _ in BASIS_MODULE_REGISTRY)}")
+    return BASIS_MODULE_REGISTRY.get(name)(cfg, input_shape)

@@ -1,0 +1,45 @@
+"""The reference implementations' checkpoint key lists in ../shared/reference/checkpoint_keys."""
+from pathlib import Path
+
+import torch
+
+KEY_LISTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "checkpoint_keys"
+
+
+def reference_shapes(name):
+    """{parameter name: shape} of ``<name>.tsv`` (e.g. "adet_fcos_R_50_1x")."""
+    shapes = {}
+    for line in (KEY_LISTS / f"{name}.tsv").read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        key, shape, _ = line.split("\t")
+        shapes[key] = tuple(int(d) for d in shape.split("x")) if shape != "scalar" else ()
+    return shapes
+
+
+def reference_state_dict(name):
+    """A state dict with the reference checkpoint's names and shapes and random values
+    (float parameters; int64 counters), as a published checkpoint would be laid out."""
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for line in (KEY_LISTS / f"{name}.tsv").read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        key, shape, dtype = line.split("\t")
+        size = tuple(int(d) for d in shape.split("x")) if shape != "scalar" else ()
+        if dtype == "int64":
+            state[key] = torch.zeros(size, dtype=torch.int64)
+        else:
+            state[key] = torch.rand(size, generator=generator) + 0.5  # > 0: valid variances
+    return state
+
+
+def assert_same_parameters(model, name):
+    """The model's state dict has exactly the reference's names and shapes."""
+    ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    reference = reference_shapes(name)
+    extra, missing = sorted(set(ours) - set(reference)), sorted(set(reference) - set(ours))
+    assert not extra, f"not in {name}: {extra}"
+    assert not missing, f"missing from the model: {missing}"
+    wrong = {k: (v, reference[k]) for k, v in ours.items() if reference[k] != v}
+    assert not wrong, f"shapes (ours, {name}): {wrong}"

@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Trains and evaluates several configs in one run, each with the same overrides (seed, schedule,
+inputs), through train_net.py, and prints their COCO box and mask AP side by side.
+
+Example (BlendMask against Detectron2's Mask R-CNN on the same MobileNetV2-FPN, embedded data):
+  python tools/compare_methods.py --output output/compare --markdown compare.md \\
+      --config-file configs/Mask-RCNN/MNV2_FPN_shapes.yaml configs/BlendMask/MNV2_FPN_shapes.yaml \\
+      --opts SEED 0
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", nargs="+", required=True, metavar="CONFIG")
+    parser.add_argument("--output", required=True, help="folder; one OUTPUT_DIR per config")
+    parser.add_argument("--num-gpus", type=int, default=1)
+    parser.add_argument("--markdown", metavar="FILE", help="also write the table here")
+    parser.add_argument("--json", metavar="FILE", help="also write the results here")
+    parser.add_argument(
+        "--opts", nargs=argparse.REMAINDER, default=[],
+        help="KEY VALUE ... applied to every config (must come last)",
+    )
+    args = parser.parse_args(argv)
+    missing = [c for c in args.config_file if not Path(c).is_file()]
+    if missing:
+        parser.error(f"config file not found: {', '.join(missing)}")
+    if len(args.opts) % 2:
+        parser.error("--opts needs KEY VALUE pairs")
+    return args
+
+
+def final_results(output_dir):
+    """The last evaluation in ``output_dir``/metrics.json: {"bbox": {...}, "segm": {...}}."""
+    path = Path(output_dir) / "metrics.json"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    evaluated = [r for r in records if "bbox/AP" in r]
+    if not evaluated:
+        raise RuntimeError(f"{path} holds no evaluation (is DATASETS.TEST set?)")
+    last = evaluated[-1]
+    return {
+        task: {m: last[f"{task}/{m}"] for m in METRICS if f"{task}/{m}" in last}
+        for task in ("bbox", "segm")
+        if f"{task}/AP" in last
+    }
+
+
+def run_name(config):
+    """``BlendMask_MNV2_FPN_shapes`` for ``configs/BlendMask/MNV2_FPN_shapes.yaml``."""
+    path = Path(config)
+    return f"{path.parent.name}_{path.stem}"
+
+
+def train_and_evaluate(config, output_dir, num_gpus, opts):
+    cmd = [sys.executable, str(ROOT / "train_net.py"), "--config-file", config,
+           "--num-gpus", str(num_gpus), *opts, "OUTPUT_DIR", str(output_dir)]
+    print("$", " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    return {"config": config, "seconds": time.perf_counter() - start,
+            **final_results(output_dir)}
+
+
+def markdown_table(rows):
+    header = ["config", "box AP", "box AP50", "mask AP", "mask AP50", "mask AP75", "train+eval s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        box, mask = row.get("bbox", {}), row.get("segm", {})
+        cells = [row["config"]] + [
+            "–" if v is None else f"{v:.1f}"
+            for v in (box.get("AP"), box.get("AP50"), mask.get("AP"), mask.get("AP50"),
+                      mask.get("AP75"), row["seconds"])
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    rows = [
+        train_and_evaluate(config, Path(args.output) / run_name(config), args.num_gpus, args.opts)
+        for config in args.config_file
+    ]
+    table = markdown_table(rows)
+    print(table)
+    if args.markdown:
+        Path(args.markdown).write_text(
+            f"Same overrides for every config: {' '.join(args.opts) or '(none)'}\n\n{table}\n"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
