@@ -54,8 +54,9 @@ class BlendMask(OneStageDetector):
         self.blender = blender
         self.top_layer = top_layer
         self.mask_threshold = mask_threshold
-        bottom_up_inputs = set(basis_module.in_features) - set(self.backbone.output_shape())
-        self._bottom_up_inputs = bool(bottom_up_inputs)
+        # the bottom module reads bottom-up features (res3, ...) that the FPN does not return
+        fpn_outputs = set(self.backbone.output_shape())
+        self._reads_bottom_up = not set(basis_module.in_features) <= fpn_outputs
 
     @classmethod
     def from_config(cls, cfg):
@@ -77,7 +78,7 @@ class BlendMask(OneStageDetector):
 
     def _features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Backbone outputs, plus the bottom-up network's when the bottom module reads them."""
-        if not self._bottom_up_inputs:
+        if not self._reads_bottom_up:
             return self.backbone(x)
         bottom_up = {}
         handle = self.backbone.bottom_up.register_forward_hook(

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from reference_keys import assert_same_parameters
+from shared_files import assert_same_parameters
 from tiny_fcos import CONFIGS
 
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec

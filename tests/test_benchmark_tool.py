@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_files import COCO_MINI
 
 from rtinst.benchmark import (
     BenchmarkSettings,
@@ -22,7 +23,7 @@ from rtinst.config import get_cfg
 from rtinst.engine import ConfigError, load_config
 
 REPO = Path(__file__).resolve().parents[1]
-COCO_MINI = REPO.parent / "shared" / "data" / "coco_train2017_mini" / "train2017"
+COCO_IMAGES = COCO_MINI / "train2017"
 RETINANET = "zoo:COCO-Detection/retinanet_R_50_FPN_1x.yaml"
 MASK_RCNN = "zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
 K = 10
@@ -30,7 +31,7 @@ K = 10
 
 @pytest.fixture(scope="module")
 def report():
-    images = load_images(COCO_MINI, 2) if COCO_MINI.is_dir() else random_images(2, 96, 128)
+    images = load_images(COCO_IMAGES, 2) if COCO_IMAGES.is_dir() else random_images(2, 96, 128)
     specs = [
         ModelSpec("retinanet", RETINANET, load_config(RETINANET, device="cpu")),
         ModelSpec("mask_rcnn", MASK_RCNN, load_config(MASK_RCNN, device="cpu"), baseline=True),

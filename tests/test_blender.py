@@ -38,7 +38,8 @@ def test_eq2_nearest_interpolation_repeats_each_attention_cell():
 
 def test_eq2_bilinear_interpolation_between_cell_centres():
     # one basis of ones: with K = 2 and r1 = 0 the mask is s^0 = sigmoid(a0 - a1); use a1 = 0 and
-    # read a'0 back as logit(mask). 2 -> 4 bilinear (half-pixel centres): a, 3a/4 + b/4, a/4 + 3b/4, b
+    # read a'0 back as logit(mask). 2 -> 4 bilinear (half-pixel centres):
+    # a, 3a/4 + b/4, a/4 + 3b/4, b
     rois = torch.stack([torch.ones(4, 4), torch.zeros(4, 4)])[None]
     a0 = torch.tensor([[0.0, 4.0], [0.0, 4.0]])  # varies along x only
     attentions = torch.stack([a0, torch.zeros(2, 2)])[None]
@@ -88,6 +89,15 @@ def test_eq1_aligned_roialign_of_a_ramp():
     pooled = blender.pool(bases, [Boxes(torch.tensor([[0.0, 0.0, 32.0, 16.0]]))])
     assert pooled.shape == (1, 1, 4, 4)
     torch.testing.assert_close(pooled[0, 0], torch.tensor([0.5, 2.5, 4.5, 6.5]).expand(4, 4))
+
+
+def test_eq1_roipool_option_max_pools_quantised_bins():
+    # Table 6's "nearest" bottom sampling is Fast R-CNN's RoIPool: the box is quantised to basis
+    # pixels 0..7 and each of the 4 bins of width 2 keeps its maximum: 1, 3, 5, 7
+    blender = make_blender(num_bases=1, resolution=4, basis_stride=4, pooler_type="ROIPool")
+    bases = torch.arange(16.0).expand(1, 1, 8, 16).contiguous()
+    pooled = blender.pool(bases, [Boxes(torch.tensor([[0.0, 0.0, 28.0, 16.0]]))])
+    torch.testing.assert_close(pooled[0, 0], torch.tensor([1.0, 3.0, 5.0, 7.0]).expand(4, 4))
 
 
 def _positives(gt_inds, attentions):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from reference_keys import assert_same_parameters, reference_state_dict
+from shared_files import assert_same_parameters, reference_state_dict
 from tiny_fcos import EVERY_LEVEL_BOXES, synthetic_batch, tiny_fcos_cfg
 
 from blendmask import BlendMask
@@ -82,6 +82,21 @@ def test_training_returns_every_loss_and_gradients_reach_every_part():
     }
     no_gradient = [name for name, p in parts.items() if p.grad is None or p.grad.abs().sum() == 0]
     assert no_gradient == []
+
+
+def test_deeplabv3plus_bottom_module_on_backbone_features_c3_c5():
+    cfg = tiny_blendmask_cfg()
+    cfg.MODEL.BASIS_MODULE.NAME = "DeepLabV3Plus"
+    cfg.MODEL.BASIS_MODULE.IN_FEATURES = ["res3", "res5"]
+    cfg.MODEL.BASIS_MODULE.NUM_CONVS = 2
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    assert model.basis_module.out_stride == 8
+    losses = model(batch_with_masks())
+    assert set(losses) == LOSSES and all(torch.isfinite(v) for v in losses.values())
+    losses["loss_mask"].backward()
+    assert model.basis_module.low_level[0].weight.grad.abs().sum() > 0
+    assert model.backbone.bottom_up.res3[0].conv[0][0].weight.grad.abs().sum() > 0
 
 
 def test_mask_loss_gradient_reaches_the_backbone_through_bases_and_attentions():

@@ -14,8 +14,9 @@ from PIL import Image
 
 from rtinst.config import get_cfg
 from rtinst.data import DatasetError, RobustDatasetMapper, register_coco_dataset, register_from_spec
+from rtinst.data.train_loader import check_masks
+from shared_files import COCO_MINI
 
-COCO_MINI = "/work/shared/data/coco_train2017_mini"
 
 GOOD = ["good1.png", "good2.png", "good3.png"]
 UNREADABLE = ["corrupt.png", "truncated.png"]
@@ -252,3 +253,12 @@ def test_real_coco_subset(cfg):
         assert min(mapped["image"].shape[1:]) == 320
         assert 0 < len(instances) <= sum(not a["iscrowd"] for a in record["annotations"])
         assert len(instances.gt_masks) == len(instances)
+
+
+def test_mask_model_on_box_only_annotations_is_a_clear_error():
+    masked = {"file_name": "a.jpg", "annotations": [{"bbox": [0, 0, 4, 4],
+                                                     "segmentation": [[0, 0, 4, 0, 4, 4]]}]}
+    box_only = {"file_name": "b.jpg", "annotations": [{"bbox": [0, 0, 4, 4]}]}
+    check_masks([masked, {"file_name": "c.jpg", "annotations": []}], ["mine"])
+    with pytest.raises(DatasetError, match="1 image.*of mine.*b.jpg.*MASK_ON"):
+        check_masks([masked, box_only], ["mine"])

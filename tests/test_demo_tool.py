@@ -8,9 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from shared_files import COCO_MINI
 
 REPO = Path(__file__).resolve().parents[1]
-COCO_MINI = REPO.parent / "shared" / "data" / "coco_train2017_mini" / "train2017"
+COCO_IMAGES = COCO_MINI / "train2017"
 
 
 def run_demo(inputs, output):
@@ -36,11 +37,11 @@ def run_demo(inputs, output):
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.skipif(not COCO_MINI.is_dir(), reason="COCO mini images not available")
+@pytest.mark.skipif(not COCO_IMAGES.is_dir(), reason="COCO mini images not available")
 def test_images_in_a_folder_skipping_an_unreadable_one(tmp_path):
     folder = tmp_path / "images"
     folder.mkdir()
-    sources = sorted(COCO_MINI.glob("*.jpg"))[:2]
+    sources = sorted(COCO_IMAGES.glob("*.jpg"))[:2]
     for source in sources:
         shutil.copy(source, folder)
     (folder / "broken.jpg").write_text("not an image")

@@ -1,17 +1,14 @@
 """FCOS head: outputs, initialisation, options (shared tower, per-level BN, deformable conv,
 center-ness branch placement) and AdelaiDet's parameter names for the BN-head variant."""
 import math
-from pathlib import Path
 
 import pytest
 import torch
+from shared_files import reference_shapes
 from torch import nn
 
 from rtinst.modeling.fcos import FCOSHead
 
-BLENDMASK_RT_KEYS = Path(
-    "/work/shared/reference/checkpoint_keys/adet_blendmask_RT_R_50_4x_bn-head_syncbn_shtw.tsv"
-)
 SIZES = ((8, 8), (4, 4), (2, 2))
 
 
@@ -86,12 +83,11 @@ def test_centerness_branch_placement(on_reg):
 
 def test_bn_head_parameter_names_match_adelaidet_blendmask_rt():
     prefix = "proposal_generator.fcos_head."
-    reference = {}
-    for line in BLENDMASK_RT_KEYS.read_text().splitlines():
-        key, shape, _ = line.split("\t")
-        if key.startswith(prefix):
-            dims = () if shape == "scalar" else tuple(map(int, shape.split("x")))
-            reference[key[len(prefix):]] = dims
+    reference = {
+        key[len(prefix):]: shape
+        for key, shape in reference_shapes("adet_blendmask_RT_R_50_4x_bn-head_syncbn_shtw").items()
+        if key.startswith(prefix)
+    }
     head = FCOSHead(in_channels=256, num_levels=3, num_classes=80, num_cls_convs=0, num_box_convs=0,
                     num_share_convs=3, norm="SyncBN", use_scale=False)
     assert {k: tuple(v.shape) for k, v in head.state_dict().items()} == reference

@@ -26,6 +26,8 @@ from detectron2.data.build import get_detection_dataset_dicts, trivial_batch_col
 from detectron2.data.common import DatasetFromList
 from detectron2.utils import comm
 
+from .datasets import DatasetError
+
 logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_SKIPS = 100
@@ -104,6 +106,19 @@ class SeededMapDataset(torch.utils.data.Dataset):
         )
 
 
+def check_masks(records, dataset_names):
+    """A ``DatasetError`` naming the images whose annotations have no ``segmentation``: a model
+    that predicts masks (``MODEL.MASK_ON``) cannot train on them."""
+    unmasked = [r["file_name"] for r in records
+                if any("segmentation" not in a for a in r.get("annotations", ()))]
+    if unmasked:
+        raise DatasetError(
+            f"{len(unmasked)} image(s) of {', '.join(dataset_names)} have annotations without "
+            f"'segmentation' (e.g. {', '.join(unmasked[:3])}), but the model predicts masks "
+            "(MODEL.MASK_ON): give every annotation a polygon or RLE mask, or train a box model"
+        )
+
+
 def build_resumable_train_loader(cfg, mapper, start_iter, seed):
     """The training loader for ``cfg`` from iteration ``start_iter`` on."""
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
@@ -117,6 +132,8 @@ def build_resumable_train_loader(cfg, mapper, start_iter, seed):
         min_keypoints=0,
         proposal_files=None,
     )
+    if cfg.MODEL.MASK_ON:
+        check_masks(records, cfg.DATASETS.TRAIN)
     sampler = ResumableBatchSampler(
         aspect_groups(records, cfg.DATALOADER.ASPECT_RATIO_GROUPING),
         cfg.SOLVER.IMS_PER_BATCH,

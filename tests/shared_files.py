@@ -1,9 +1,12 @@
-"""The reference implementations' checkpoint key lists in ../shared/reference/checkpoint_keys."""
+"""The shared/ folder beside the repository: the reference implementations' checkpoint key lists
+(reference/checkpoint_keys) and real COCO images (data/coco_train2017_mini)."""
 from pathlib import Path
 
 import torch
 
-KEY_LISTS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "checkpoint_keys"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+KEY_LISTS = SHARED / "reference" / "checkpoint_keys"
+COCO_MINI = SHARED / "data" / "coco_train2017_mini"
 
 
 def reference_shapes(name):
