@@ -100,7 +100,13 @@ def test_fix_detection_count_rejects_unknown_models():
         fix_detection_count(cfg, 10)
 
 
-def test_config_errors_name_the_problem():
+def test_config_errors_name_the_problem(tmp_path):
+    orphan = tmp_path / "orphan.yaml"
+    orphan.write_text('_BASE_: "missing-base.yaml"\n')
+    with pytest.raises(ConfigError, match="orphan.yaml.*missing-base.yaml"):
+        load_config(str(orphan))
+    with pytest.raises(ConfigError, match="config file not found.*absent.yaml"):
+        load_config(str(tmp_path / "absent.yaml"))
     with pytest.raises(ConfigError, match="FOO.BAR"):
         load_config(RETINANET, ["FOO.BAR", "1"])
     with pytest.raises(ConfigError, match="missing.yaml"):

@@ -55,6 +55,8 @@ def load_config(config_file, opts=(), device=None):
     path = config_file_path(config_file)
     try:
         cfg.merge_from_file(path)
+    except FileNotFoundError as e:  # a _BASE_ it inherits
+        raise ConfigError(f"{path}: inherited config file not found: {e.filename or e}") from e
     except KeyError as e:
         if _unknown_key(e):
             raise ConfigError(f"{path} (or a _BASE_ it inherits): {e.args[0]}") from e
