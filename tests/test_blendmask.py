@@ -1,15 +1,11 @@
 """BlendMask end to end: AdelaiDet checkpoints load, gradients reach every part, DefaultPredictor
 returns masks at image resolution, and training on the embedded data makes every loss fall."""
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from shared_files import assert_same_parameters, reference_state_dict
 from tiny_fcos import EVERY_LEVEL_BOXES, synthetic_batch, tiny_fcos_cfg
+from train_net_runner import ROOT, read_metrics, run_train_net
 
 from blendmask import BlendMask
 from detectron2.engine import DefaultPredictor
@@ -18,7 +14,6 @@ from detectron2.structures import BitMasks
 from rtinst.checkpoint import SafeCheckpointer
 from rtinst.engine import load_config
 
-ROOT = Path(__file__).resolve().parents[1]
 LOSSES = {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_basis_semantic", "loss_mask"}
 
 
@@ -122,18 +117,17 @@ def test_default_predictor_returns_masks_at_image_resolution():
 
 def test_a_few_iterations_on_the_embedded_data_make_every_loss_fall(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, str(ROOT / "train_net.py"),
-           "--config-file", str(ROOT / "configs/BlendMask/MNV2_FPN_shapes.yaml"),
-           "INPUT.MIN_SIZE_TRAIN", "(128,160)", "INPUT.MAX_SIZE_TRAIN", "224",
-           "MODEL.FPN.OUT_CHANNELS", "64", "MODEL.FCOS.NUM_CLS_CONVS", "1",
-           "MODEL.FCOS.NUM_BOX_CONVS", "1", "MODEL.BASIS_MODULE.CONVS_DIM", "64",
-           "MODEL.BLENDMASK.ATTN_SIZE", "7", "SOLVER.IMS_PER_BATCH", "4",
-           "SOLVER.WARMUP_ITERS", "2", "SOLVER.MAX_ITER", "60", "SOLVER.STEPS", "()",
-           "DATALOADER.NUM_WORKERS", "1", "SEED", "3", "DATASETS.TEST", "()",
-           "OUTPUT_DIR", str(out)]
-    subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
-    records = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
-    records = [r for r in records if "loss_mask" in r]
+    run_train_net(
+        ROOT / "configs/BlendMask/MNV2_FPN_shapes.yaml",
+        "INPUT.MIN_SIZE_TRAIN", "(128,160)", "INPUT.MAX_SIZE_TRAIN", "224",
+        "MODEL.FPN.OUT_CHANNELS", "64", "MODEL.FCOS.NUM_CLS_CONVS", "1",
+        "MODEL.FCOS.NUM_BOX_CONVS", "1", "MODEL.BASIS_MODULE.CONVS_DIM", "64",
+        "MODEL.BLENDMASK.ATTN_SIZE", "7", "SOLVER.IMS_PER_BATCH", "4",
+        "SOLVER.WARMUP_ITERS", "2", "SOLVER.MAX_ITER", "60", "SOLVER.STEPS", "()",
+        "DATALOADER.NUM_WORKERS", "1", "SEED", "3", "DATASETS.TEST", "()",
+        "OUTPUT_DIR", str(out),
+    )
+    records = [r for r in read_metrics(out) if "loss_mask" in r]
     assert len(records) >= 3
     first, last = records[0], records[-1]
     not_falling = {k: (first[k], last[k]) for k in LOSSES if not last[k] < first[k]}

@@ -1,6 +1,5 @@
 """train_net.py end to end on the embedded shapes data: training, exact resume after a kill,
 2-process gloo data parallelism, --eval-only, clear config errors, DefaultPredictor."""
-import json
 import os
 import re
 import signal
@@ -12,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from train_net_runner import ROOT, read_metrics, run_train_net
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs/FCOS/MNV2_FPN_shapes.yaml"
 # a small, fast variant of the main job
 TINY = [
@@ -26,13 +25,7 @@ TINY = [
 
 
 def train_net(*args, check=True, **kwargs):
-    cmd = [sys.executable, str(ROOT / "train_net.py"), "--config-file", str(CONFIG), *args]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=check, **kwargs)
-
-
-def metrics(out_dir):
-    lines = (Path(out_dir) / "metrics.json").read_text().splitlines()
-    return [json.loads(line) for line in lines]
+    return run_train_net(CONFIG, *args, check=check, **kwargs)
 
 
 def final_state(out_dir):
@@ -42,7 +35,7 @@ def final_state(out_dir):
 def test_training_makes_the_loss_fall(tmp_path):
     out = tmp_path / "run"
     train_net(*TINY, "SOLVER.MAX_ITER", "60", "SOLVER.STEPS", "()", "OUTPUT_DIR", str(out))
-    losses = [m["total_loss"] for m in metrics(out) if "total_loss" in m]
+    losses = [m["total_loss"] for m in read_metrics(out) if "total_loss" in m]
     assert len(losses) >= 3
     assert np.mean(losses[-2:]) < 0.8 * losses[0], losses
 
@@ -75,8 +68,8 @@ def test_resume_after_kill_continues_exactly(tmp_path):
     torch.testing.assert_close(
         a["trainer"]["_trainer"]["optimizer"], b["trainer"]["_trainer"]["optimizer"], rtol=0, atol=0
     )
-    lr_a = {m["iteration"]: m["lr"] for m in metrics(uninterrupted) if "lr" in m}
-    lr_b = {m["iteration"]: m["lr"] for m in metrics(interrupted) if "lr" in m}
+    lr_a = {m["iteration"]: m["lr"] for m in read_metrics(uninterrupted) if "lr" in m}
+    lr_b = {m["iteration"]: m["lr"] for m in read_metrics(interrupted) if "lr" in m}
     assert lr_b and all(lr_b[i] == lr_a[i] for i in lr_b if i in lr_a)
     assert lr_a[15] == pytest.approx(0.01 * 0.1 * 0.1)
 
@@ -105,8 +98,7 @@ def test_eval_only_prints_box_ap(tmp_path):
 def test_unknown_config_key_in_a_file_names_file_and_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f'_BASE_: "{CONFIG}"\nMODEL:\n  FCOS:\n    NUM_CLASES: 3\n')
-    res = subprocess.run([sys.executable, str(ROOT / "train_net.py"), "--config-file", str(bad)],
-                         cwd=ROOT, capture_output=True, text=True)
+    res = run_train_net(bad, check=False)
     assert res.returncode != 0
     assert "bad.yaml" in res.stderr and "MODEL.FCOS.NUM_CLASES" in res.stderr
     assert "Traceback" not in res.stderr
