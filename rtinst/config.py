@@ -61,6 +61,17 @@ def add_backbone_config(cfg):
     cfg.MODEL.MOBILENET_V2.PRETRAINED = True
 
 
+def add_vovnet_config(cfg):
+    """VoVNet/VoVNetV2 (CenterMask Sec. 2.5) with centermask2's key names; Detectron2's
+    ``MODEL.BACKBONE.FREEZE_AT`` freezes its first stages as it does ResNet's."""
+    cfg.MODEL.VOVNET = CN()
+    # "V-19", "V-39", "V-57", "V-99", "V-19-slim", "V-19-dw", "V-19-slim-dw": VoVNetV1;
+    # with the suffix "-eSE" (e.g. "V-39-eSE"): VoVNetV2 (eSE + residual)
+    cfg.MODEL.VOVNET.CONV_BODY = "V-39-eSE"
+    cfg.MODEL.VOVNET.OUT_FEATURES = ["stage2", "stage3", "stage4", "stage5"]
+    cfg.MODEL.VOVNET.NORM = "FrozenBN"  # "FrozenBN", "BN", "SyncBN", "GN"
+
+
 def add_data_config(cfg):
     cfg.DATASETS.CACHE_DIR = ""  # where generated data lives; "" = $RTINST_CACHE or ~/.cache/rtinst
     # user datasets registered from the config: ["name=annotations.json,image_dir", ...]
@@ -71,6 +82,7 @@ def add_rtinst_config(cfg):
     """Adds every key rtinst's shared code reads."""
     add_fcos_config(cfg)
     add_backbone_config(cfg)
+    add_vovnet_config(cfg)
     add_data_config(cfg)
 
 

@@ -46,3 +46,18 @@ def assert_same_parameters(model, name):
     assert not missing, f"missing from the model: {missing}"
     wrong = {k: (v, reference[k]) for k, v in ours.items() if reference[k] != v}
     assert not wrong, f"shapes (ours, {name}): {wrong}"
+
+
+def assert_reference_checkpoint_loads(model, name, folder):
+    """A checkpoint laid out as the reference's ``<name>.tsv`` (random values) loads into
+    ``model`` by name with rtinst's checkpointer, every tensor arriving unchanged."""
+    from rtinst.checkpoint import SafeCheckpointer
+
+    assert_same_parameters(model, name)
+    state = reference_state_dict(name)
+    path = Path(folder) / f"{name}.pth"
+    torch.save({"model": state}, path)
+    SafeCheckpointer(model).load(str(path))
+    loaded = model.state_dict()
+    for key, value in state.items():
+        torch.testing.assert_close(loaded[key], value, msg=key)

@@ -73,3 +73,41 @@ def test_no_predictions_score_0(dataset, tmp_path):
 
 def test_evaluator_uses_the_fast_path(dataset, tmp_path):
     assert COCOEvaluator(dataset, output_dir=str(tmp_path))._use_fast_impl
+
+
+@pytest.fixture(scope="module")
+def one_object_dataset(tmp_path_factory):
+    """One 100x100 image with one 20x10 rectangle (box and polygon) of category 1."""
+    root = tmp_path_factory.mktemp("one_object")
+    coco = {
+        "images": [{"id": 1, "file_name": "1.png", "width": 100, "height": 100}],
+        "categories": [{"id": 1, "name": "a"}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 10],
+                         "segmentation": [[10, 10, 30, 10, 30, 20, 10, 20]], "area": 200,
+                         "iscrowd": 0}],
+    }
+    (root / "ann.json").write_text(json.dumps(coco))
+    name = "rtinst_test_one_object"
+    if name not in DatasetCatalog.list():
+        register_coco_instances(name, {}, str(root / "ann.json"), str(root))
+    DatasetCatalog.get(name)  # loading sets the category id mapping, as a test loader does
+    return name
+
+
+def test_mask_ap_ranks_by_mask_scores_and_box_ap_by_scores(one_object_dataset, tmp_path):
+    # two detections: the right one with the lower box score but the higher mask score, and a
+    # wrong one (elsewhere) with the higher box score
+    masks = torch.zeros(2, 100, 100, dtype=torch.bool)
+    masks[0, 10:20, 10:30] = True
+    masks[1, 60:70, 60:80] = True
+    inst = Instances((100, 100), pred_boxes=Boxes(torch.tensor([[10., 10, 30, 20],
+                                                                [60, 60, 80, 70]])),
+                     scores=torch.tensor([0.5, 0.9]), pred_classes=torch.tensor([0, 0]),
+                     pred_masks=masks, mask_scores=torch.tensor([0.45, 0.1]))
+    evaluator = COCOEvaluator(one_object_dataset, output_dir=str(tmp_path))
+    evaluator.reset()
+    evaluator.process([{"image_id": 1}], [{"instances": inst}])
+    results = evaluator.evaluate()
+    # ranked by box score the wrong detection comes first: precision 1/2 at full recall
+    assert results["bbox"]["AP"] == pytest.approx(50.0, abs=0.5)
+    assert results["segm"]["AP"] == pytest.approx(100.0)

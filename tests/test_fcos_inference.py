@@ -106,3 +106,13 @@ def test_top_module_features_follow_their_detections():
 def test_no_candidates_gives_empty_instances():
     result = _postprocess(_head_outputs({}))
     assert len(result) == 0 and result.pred_boxes.tensor.shape == (0, 4)
+
+
+def test_a_box_clipped_to_nothing_is_dropped_before_the_top_k():
+    # in a 16 x 16 image, the cell at point (28, 28) lies in the padding: with distances of one
+    # stride its box (20, 20, 36, 36) clips to nothing. It has the best score, yet the one
+    # detection kept must be the real box of point (4, 4)
+    outputs = _head_outputs({(3, 3, 0): 0.9, (0, 0, 1): 0.6})
+    result = _postprocess(outputs, image_size=(16, 16), post_nms_topk=1)
+    assert result.locations.tolist() == [[4, 4]]
+    assert result.pred_boxes.tensor.tolist() == [[0, 0, 12, 12]]

@@ -1,9 +1,11 @@
 """Shared helpers of the FCOS tests: a small MobileNetV2-FPN FCOS config and synthetic batches."""
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from detectron2.structures import Boxes, Instances
+from detectron2.engine import DefaultPredictor
+from detectron2.structures import BitMasks, Boxes, Instances
 from rtinst.config import get_cfg
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -51,3 +53,30 @@ def synthetic_batch(boxes_per_image=EVERY_LEVEL_BOXES, size=128):
         instances = Instances((size, size), gt_boxes=Boxes(boxes), gt_classes=classes)
         batch.append({"image": image, "instances": instances, "height": size, "width": size})
     return batch
+
+
+def batch_with_masks(boxes_per_image=EVERY_LEVEL_BOXES, size=128):
+    """``synthetic_batch`` with ``gt_masks``: each rectangle's mask is the rectangle itself."""
+    batch = synthetic_batch(boxes_per_image, size)
+    for item in batch:
+        instances = item["instances"]
+        masks = torch.zeros(len(instances), size, size, dtype=torch.bool)
+        for mask, (x0, y0, x1, y1) in zip(masks, instances.gt_boxes.tensor.long().tolist()):
+            mask[y0:y1, x0:x1] = True
+        instances.gt_masks = BitMasks(masks)
+    return batch
+
+
+def without_gradient(parts):
+    """Names of ``parts`` ({name: parameter}) that got no (or an all-zero) gradient."""
+    return [name for name, p in parts.items() if p.grad is None or p.grad.abs().sum() == 0]
+
+
+def predict_untrained(cfg, k=7, height=150, width=210):
+    """``DefaultPredictor(cfg)`` on a random ``height`` x ``width`` image, keeping the top ``k``
+    FCOS candidates whatever their (untrained) scores: the output ``Instances``."""
+    cfg = cfg.clone()
+    cfg.MODEL.FCOS.INFERENCE_TH_TEST = 0.0
+    cfg.MODEL.FCOS.POST_NMS_TOPK_TEST = k
+    image = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
+    return DefaultPredictor(cfg)(image)["instances"]

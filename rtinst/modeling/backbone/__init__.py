@@ -11,6 +11,17 @@ from .mobilenet_v2 import (
     build_mobilenet_v2_backbone,
     build_mobilenet_v2_fpn_backbone,
 )
+from .vovnet import (
+    VOVNET_SPECS,
+    EffectiveSE,
+    OSAModule,
+    VoVNet,
+    VoVNetSpec,
+    build_fcos_vovnet_fpn_backbone,
+    build_vovnet_backbone,
+    build_vovnet_fpn_backbone,
+    vovnet_spec,
+)
 
 __all__ = [
     "LastLevelP6",
@@ -21,4 +32,13 @@ __all__ = [
     "build_mobilenet_v2_backbone",
     "build_fcos_mobilenet_v2_fpn_backbone",
     "build_mobilenet_v2_fpn_backbone",
+    "VoVNetSpec",
+    "VOVNET_SPECS",
+    "vovnet_spec",
+    "EffectiveSE",
+    "OSAModule",
+    "VoVNet",
+    "build_vovnet_backbone",
+    "build_vovnet_fpn_backbone",
+    "build_fcos_vovnet_fpn_backbone",
 ]

@@ -10,12 +10,13 @@ from torch import nn
 
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import FPN, Backbone, build_resnet_backbone
-from detectron2.modeling.backbone.fpn import LastLevelP6P7
+from detectron2.modeling.backbone.fpn import LastLevelMaxPool, LastLevelP6P7
 
 __all__ = [
     "LastLevelP6",
     "build_top_block",
     "build_fpn_with_top_levels",
+    "build_rcnn_fpn",
     "build_fcos_resnet_fpn_backbone",
 ]
 
@@ -63,6 +64,19 @@ def build_fpn_with_top_levels(cfg, bottom_up: Backbone) -> FPN:
         out_channels=out_channels,
         norm=cfg.MODEL.FPN.NORM,
         top_block=top_block,
+        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
+    )
+
+
+def build_rcnn_fpn(cfg, bottom_up: Backbone) -> FPN:
+    """Detectron2's standard FPN for R-CNN models (P2-P5 + max-pooled P6, as
+    ``build_resnet_fpn_backbone``) on any bottom-up ``Backbone``."""
+    return FPN(
+        bottom_up=bottom_up,
+        in_features=cfg.MODEL.FPN.IN_FEATURES,
+        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
+        norm=cfg.MODEL.FPN.NORM,
+        top_block=LastLevelMaxPool(),
         fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
     )
 

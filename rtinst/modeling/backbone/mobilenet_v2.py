@@ -19,10 +19,9 @@ from torch import nn
 
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
-from detectron2.modeling.backbone import FPN, Backbone
-from detectron2.modeling.backbone.fpn import LastLevelMaxPool
+from detectron2.modeling.backbone import Backbone
 
-from .fpn import build_fpn_with_top_levels
+from .fpn import build_fpn_with_top_levels, build_rcnn_fpn
 
 __all__ = [
     "MobileNetV2",
@@ -191,11 +190,4 @@ def build_fcos_mobilenet_v2_fpn_backbone(cfg, input_shape):
 def build_mobilenet_v2_fpn_backbone(cfg, input_shape):
     """MobileNetV2 + Detectron2's standard FPN (P2-P5 + max-pooled P6), for R-CNN models: the
     same as ``build_resnet_fpn_backbone`` with MobileNetV2 as the bottom-up network."""
-    return FPN(
-        bottom_up=build_mobilenet_v2_backbone(cfg, input_shape),
-        in_features=cfg.MODEL.FPN.IN_FEATURES,
-        out_channels=cfg.MODEL.FPN.OUT_CHANNELS,
-        norm=cfg.MODEL.FPN.NORM,
-        top_block=LastLevelMaxPool(),
-        fuse_type=cfg.MODEL.FPN.FUSE_TYPE,
-    )
+    return build_rcnn_fpn(cfg, build_mobilenet_v2_backbone(cfg, input_shape))

@@ -54,7 +54,8 @@ class FCOSPostprocessor:
         Args:
             logits (N, K, H, W), bbox_reg (N, 4, H, W), ctrness (N, 1, H, W): per level, the head's
                 outputs; locations: per level, (H * W, 2) image points.
-            image_sizes: (height, width) of each image before padding; boxes are clipped to it.
+            image_sizes: (height, width) of each image before padding; boxes are clipped to it
+                and those clipped to nothing (locations in the padding) dropped.
             top_feats: per level (N, D, H, W) ``top_module`` outputs, copied to ``top_feat``.
 
         Returns:
@@ -107,7 +108,9 @@ class FCOSPostprocessor:
             )
             if top_feats is not None:
                 instances.top_feat = top_feats[i].reshape(top_feats.shape[1], -1).t()[location_inds]
-            results.append(instances)
+            # a box of a location in the padding can be clipped to nothing: drop it here, not
+            # after the top-k (Detectron2's post-processing would, leaving fewer detections)
+            results.append(instances[boxes.nonempty()])
         return results
 
     def _nms(self, instances: Instances) -> Instances:

@@ -1,0 +1,14 @@
+"""CenterMask's config keys (``add_centermask_config``), named as centermask2's so its configs
+port. VoVNet's keys (``MODEL.VOVNET``) are rtinst's, as other methods use the backbone too."""
+from detectron2.config import CfgNode as CN
+
+
+def add_centermask_config(cfg):
+    # RoI level assignment: "ratio" = Eq. 2 (scale-adaptive), "area" = Eq. 1 (FPN)
+    cfg.MODEL.ROI_MASK_HEAD.ASSIGN_CRITERION = "ratio"
+    # mask scoring (MaskIoU head); recalibrated scores are output as ``mask_scores``
+    cfg.MODEL.MASKIOU_ON = False
+    cfg.MODEL.MASKIOU_LOSS_WEIGHT = 1.0
+    cfg.MODEL.ROI_MASKIOU_HEAD = CN()
+    cfg.MODEL.ROI_MASKIOU_HEAD.CONV_DIM = 256
+    cfg.MODEL.ROI_MASKIOU_HEAD.NUM_CONV = 4
