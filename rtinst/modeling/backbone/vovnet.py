@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detectron2.layers import FrozenBatchNorm2d, get_norm
+from detectron2.layers import get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
-from detectron2.modeling.backbone import Backbone
 
 from .fpn import build_fpn_with_top_levels, build_rcnn_fpn
+from .staged import StagedBackbone
 
 __all__ = [
     "VoVNetSpec",
@@ -183,7 +183,7 @@ class OSAModule(nn.Module):
         return y + x if self.residual else y
 
 
-class VoVNet(Backbone):
+class VoVNet(StagedBackbone):
     """Bottom-up VoVNet returning any of stem, stage2..stage5 (strides 4, 4, 8, 16, 32)."""
 
     def __init__(self, spec: VoVNetSpec, out_features=("stage2", "stage3", "stage4", "stage5"),
@@ -197,26 +197,23 @@ class VoVNet(Backbone):
                 (requires_grad False and BatchNorm turned into FrozenBatchNorm2d).
             in_channels: channels of the input image.
         """
-        super().__init__()
+        super().__init__(out_features)
         if norm not in NORMS:
             raise ValueError(f"MODEL.VOVNET.NORM must be one of {list(NORMS)}, got {norm!r}")
         unknown = set(out_features) - set(STAGE_NAMES)
         if unknown:
             raise ValueError(f"VoVNet has no output features {sorted(unknown)}")
-        self._out_features = list(out_features)
 
         stem, unit = spec.stem_channels, _depthwise_unit if spec.depthwise else _conv_unit
-        self.stem = nn.Sequential(OrderedDict(
+        self.add_stage("stem", nn.Sequential(OrderedDict(
             _conv_unit("stem_1", in_channels, stem[0], norm, stride=2)
             + unit("stem_2", stem[0], stem[1], norm)
             + unit("stem_3", stem[1], stem[2], norm, stride=2)
-        ))
+        )), stride=4, channels=stem[2])
         channels, stride = stem[2], 4
-        self._out_feature_channels, self._out_feature_strides = {"stem": channels}, {"stem": stride}
 
         last = max(STAGE_NAMES.index(name) for name in out_features)
-        self.stage_names = STAGE_NAMES[1 : last + 1]
-        for index, name in enumerate(self.stage_names):
+        for index, name in enumerate(STAGE_NAMES[1 : last + 1]):
             stage = nn.Sequential()
             if index > 0:
                 stage.add_module("pool", nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True))
@@ -229,35 +226,12 @@ class VoVNet(Backbone):
                     residual=spec.residual and number > 1, depthwise=spec.depthwise,
                 ))
                 channels = spec.out_channels[index]
-            self.add_module(name, stage)
-            self._out_feature_channels[name], self._out_feature_strides[name] = channels, stride
+            self.add_stage(name, stage, stride=stride, channels=channels)
 
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 weight_init.c2_msra_fill(module)
         self.freeze(freeze_at)
-
-    def freeze(self, freeze_at=0):
-        """Freezes the first ``freeze_at`` of stem, stage2, ..., stage5; returns self."""
-        for name in ("stem",) + self.stage_names:
-            if STAGE_NAMES.index(name) >= freeze_at:
-                break
-            module = getattr(self, name)
-            for parameter in module.parameters():
-                parameter.requires_grad = False
-            setattr(self, name, FrozenBatchNorm2d.convert_frozen_batchnorm(module))
-        return self
-
-    def forward(self, x):
-        outputs = {}
-        x = self.stem(x)
-        if "stem" in self._out_features:
-            outputs["stem"] = x
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
-            if name in self._out_features:
-                outputs[name] = x
-        return outputs
 
 
 @BACKBONE_REGISTRY.register()

