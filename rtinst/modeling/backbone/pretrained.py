@@ -12,7 +12,7 @@ from torch import nn
 
 from detectron2.layers import FrozenBatchNorm2d
 
-__all__ = ["PackagedWeights", "convert_norm"]
+__all__ = ["NORMS", "PackagedWeights", "convert_norm", "group_norm"]
 
 NORMS = ("FrozenBN", "BN", "SyncBN", "GN")
 
@@ -57,6 +57,12 @@ class PackagedWeights:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with the largest power-of-two number of groups, at most 32 (Detectron2's),
+    dividing ``channels``: backbone widths such as 24, 40 or 112 are not multiples of 32."""
+    return nn.GroupNorm(math.gcd(32, channels), channels)
+
+
 def _replace_batchnorm(module: nn.Module, make_norm) -> nn.Module:
     for name, child in module.named_children():
         if isinstance(child, nn.BatchNorm2d):
@@ -68,9 +74,8 @@ def _replace_batchnorm(module: nn.Module, make_norm) -> nn.Module:
 
 def convert_norm(module: nn.Module, norm: str, config_key: str) -> nn.Module:
     """``module`` with its BatchNorm2d layers kept ("BN"), frozen ("FrozenBN"), synchronised
-    ("SyncBN") or replaced by GroupNorm ("GN": the largest power-of-two number of groups, at most
-    32, dividing the width, as mobile widths such as 24 or 40 are not multiples of 32).
-    ``config_key`` is named when ``norm`` is unknown."""
+    ("SyncBN") or replaced by ``group_norm`` ("GN"). ``config_key`` is named when ``norm`` is
+    unknown."""
     if norm == "BN":
         return module
     if norm == "FrozenBN":
@@ -78,5 +83,5 @@ def convert_norm(module: nn.Module, norm: str, config_key: str) -> nn.Module:
     if norm == "SyncBN":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if norm == "GN":
-        return _replace_batchnorm(module, lambda c: nn.GroupNorm(math.gcd(32, c), c))
+        return _replace_batchnorm(module, group_norm)
     raise ValueError(f"{config_key} must be one of {', '.join(NORMS)}, got {norm!r}")

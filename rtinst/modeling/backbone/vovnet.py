@@ -26,7 +26,6 @@ parameters of every BatchNorm); convs get Detectron2's MSRA init; stages after t
 No pretrained VoVNet weights ship with rtinst: the backbone trains from scratch (MSRA init) or
 from a checkpoint given in ``MODEL.WEIGHTS``.
 """
-import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Tuple
@@ -40,6 +39,7 @@ from detectron2.layers import get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 
 from .fpn import build_fpn_with_top_levels, build_rcnn_fpn
+from .pretrained import NORMS, group_norm
 from .staged import StagedBackbone
 
 __all__ = [
@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 STAGE_NAMES = ("stem", "stage2", "stage3", "stage4", "stage5")
-NORMS = ("FrozenBN", "BN", "SyncBN", "GN")
 
 
 @dataclass(frozen=True)
@@ -102,10 +101,8 @@ def vovnet_spec(conv_body: str) -> VoVNetSpec:
 
 
 def _norm(norm, channels):
-    # Detectron2's GN has 32 groups; the slim widths (80, 112) take 16, the largest that divides.
-    if norm == "GN":
-        return nn.GroupNorm(math.gcd(32, channels), channels)
-    return get_norm(norm, channels)
+    # Detectron2's GN has 32 groups; the slim widths (80, 112) need fewer
+    return group_norm(channels) if norm == "GN" else get_norm(norm, channels)
 
 
 def _conv_unit(prefix, in_channels, out_channels, norm, stride=1, kernel_size=3):
