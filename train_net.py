@@ -46,5 +46,5 @@ if __name__ == "__main__":
             dist_url=args.dist_url,
             args=(args,),
         )
-    except (CheckpointError, DatasetError) as e:  # one process: the error names the file
+    except (CheckpointError, ConfigError, DatasetError) as e:  # one process: the error names it
         sys.exit(f"error: {e}")

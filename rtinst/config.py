@@ -76,6 +76,17 @@ def add_efficientnet_lite_config(cfg):
     cfg.MODEL.EFFICIENTNET_LITE.PRETRAINED = False
 
 
+def add_separable_fpn_config(cfg):
+    """The mobile FPN of BlitzMask (separable convs, bilinear upsampling) on any registered
+    bottom-up backbone."""
+    cfg.MODEL.SEPARABLE_FPN = CN()
+    cfg.MODEL.SEPARABLE_FPN.BOTTOM_UP = "build_mobilenet_v2_backbone"  # a BACKBONE_REGISTRY name
+    cfg.MODEL.SEPARABLE_FPN.IN_FEATURES = ["res2", "res3", "res4", "res5"]
+    cfg.MODEL.SEPARABLE_FPN.OUT_CHANNELS = 64
+    cfg.MODEL.SEPARABLE_FPN.OUT_FEATURES = ["p2"]
+    cfg.MODEL.SEPARABLE_FPN.NORM = "BN"
+
+
 def add_vovnet_config(cfg):
     """VoVNet/VoVNetV2 (CenterMask Sec. 2.5) with centermask2's key names; Detectron2's
     ``MODEL.BACKBONE.FREEZE_AT`` freezes its first stages as it does ResNet's."""
@@ -93,13 +104,42 @@ def add_data_config(cfg):
     cfg.DATASETS.REGISTER = []
 
 
+def add_solver_config(cfg):
+    """BlitzMask Sec. 2.3's "look-forward" schedule, on with ``SOLVER.LR_SCHEDULER_NAME
+    "LookForward"`` (it then replaces Detectron2's warmup: ``SOLVER.WARMUP_*`` are unused).
+    LR factors multiply each parameter group's base LR (``SOLVER.BASE_LR``, 1.0 = the peak)."""
+    cfg.SOLVER.LOOK_FORWARD = CN()
+    _C = cfg.SOLVER.LOOK_FORWARD
+    _C.PERIOD = 100  # iterations between two decisions
+    _C.WINDOW = 10  # extra (discarded) training iterations each candidate is tried for
+    _C.ASCENT_END = 0.3  # fraction of SOLVER.MAX_ITER where the ascent phase ends
+    _C.PLATEAU_END = 0.6  # ... and the plateau phase; the descent phase follows
+    _C.START_LR_FACTOR = 0.1  # LR factor of the first iteration
+    _C.MAX_LR_FACTOR = 1.0  # no candidate LR factor goes above this
+    _C.MOMENTUM_MIN = 0.85  # no candidate momentum goes below this (nor above SOLVER.MOMENTUM)
+    # candidates per phase: (current LR factor x multiplier, current momentum + delta) for each
+    # pair; the one with the lowest validation loss after WINDOW iterations is kept
+    _C.ASCENT_LR_MULTIPLIERS = [1.0, 1.25, 1.5]
+    _C.ASCENT_MOMENTUM_DELTAS = [0.0, -0.01]
+    _C.PLATEAU_LR_MULTIPLIERS = [1.0]
+    _C.PLATEAU_MOMENTUM_DELTAS = [0.0]
+    _C.DESCENT_LR_MULTIPLIERS = [0.5, 0.8]
+    _C.DESCENT_MOMENTUM_DELTAS = [0.0, 0.01]
+    # validation loss: mean over VAL_BATCHES batches (SOLVER.IMS_PER_BATCH images, training
+    # augmentation, fixed once) of VAL_DATASET ("" = DATASETS.TEST[0])
+    _C.VAL_DATASET = ""
+    _C.VAL_BATCHES = 4
+
+
 def add_rtinst_config(cfg):
     """Adds every key rtinst's shared code reads."""
     add_fcos_config(cfg)
     add_backbone_config(cfg)
     add_efficientnet_lite_config(cfg)
+    add_separable_fpn_config(cfg)
     add_vovnet_config(cfg)
     add_data_config(cfg)
+    add_solver_config(cfg)
 
 
 # Method packages: get_cfg() imports each (which registers its models) and applies its

@@ -1,4 +1,27 @@
 from .defaults import ConfigError, argument_parser, config_file_path, load_config, setup
+from .look_forward import (
+    LookForwardHook,
+    LookForwardParams,
+    LookForwardScheduler,
+    build_validation_batches,
+    candidate_settings,
+    look_forward,
+    phase_at,
+)
 from .trainer import Trainer
 
-__all__ = ["ConfigError", "Trainer", "argument_parser", "config_file_path", "load_config", "setup"]
+__all__ = [
+    "ConfigError",
+    "LookForwardHook",
+    "LookForwardParams",
+    "LookForwardScheduler",
+    "Trainer",
+    "argument_parser",
+    "build_validation_batches",
+    "candidate_settings",
+    "config_file_path",
+    "load_config",
+    "look_forward",
+    "phase_at",
+    "setup",
+]

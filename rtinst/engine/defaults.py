@@ -4,6 +4,8 @@ import os
 from detectron2 import model_zoo
 from detectron2.engine import default_argument_parser as _d2_argument_parser
 from detectron2.engine import default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 from rtinst.config import get_cfg
 from rtinst.data.datasets import register_from_cfg, register_from_spec, set_cache_dir
@@ -89,4 +91,7 @@ def setup(args):
     for spec in args.dataset:
         register_from_spec(spec)
     default_setup(cfg, args)
+    # rtinst's own messages (e.g. look-forward decisions) to the console and log.txt, as
+    # Detectron2's
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="rtinst")
     return cfg

@@ -7,8 +7,11 @@ checkpoints.
 * checkpoints hold the optimizer state (v0.6 dropped it) and the data seed (``SEED``, or a
   shared random one when ``SEED < 0``);
 * evaluation: COCO metrics on faster-coco-eval's C++ path;
-* checkpoints load through ``SafeCheckpointer`` (no code execution, clear errors).
+* checkpoints load through ``SafeCheckpointer`` (no code execution, clear errors);
+* ``SOLVER.LR_SCHEDULER_NAME "LookForward"``: BlitzMask's look-forward schedule
+  (``look_forward.py``).
 """
+import functools
 import logging
 import os
 import weakref
@@ -23,7 +26,18 @@ from rtinst.data.dataset_mapper import RobustDatasetMapper
 from rtinst.data.train_loader import LazyTrainLoader, build_resumable_train_loader
 from rtinst.evaluation import COCOEvaluator
 
+from .defaults import ConfigError
+from .look_forward import (
+    SCHEDULER_NAME as LOOK_FORWARD,
+    LookForwardHook,
+    LookForwardParams,
+    LookForwardScheduler,
+    build_validation_batches,
+)
+
 logger = logging.getLogger(__name__)
+
+DETECTRON2_SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR")
 
 
 class Trainer(DefaultTrainer):
@@ -40,6 +54,37 @@ class Trainer(DefaultTrainer):
     @staticmethod
     def build_checkpointer(model, cfg, **checkpointables):
         return SafeCheckpointer(model, cfg.OUTPUT_DIR, **checkpointables)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer):
+        """``LookForwardScheduler`` for ``SOLVER.LR_SCHEDULER_NAME "LookForward"`` (BlitzMask
+        Sec. 2.3), else Detectron2's; a ``ConfigError`` naming the key for an unknown name or a
+        bad ``SOLVER.LOOK_FORWARD`` setting."""
+        name = cfg.SOLVER.LR_SCHEDULER_NAME
+        if name == LOOK_FORWARD:
+            params = LookForwardParams.from_config(cfg)
+            return LookForwardScheduler(optimizer, params.start_lr_factor, cfg.SOLVER.MOMENTUM)
+        if name not in DETECTRON2_SCHEDULERS:
+            known = ", ".join((*DETECTRON2_SCHEDULERS, LOOK_FORWARD))
+            raise ConfigError(
+                f"SOLVER.LR_SCHEDULER_NAME: unknown scheduler {name!r}, expected one of {known}"
+            )
+        return super().build_lr_scheduler(cfg, optimizer)
+
+    def build_hooks(self):
+        """Detectron2's hooks, with ``LookForwardHook`` right after the ``LRScheduler`` hook
+        when the look-forward schedule is on."""
+        hook_list = super().build_hooks()
+        if self.cfg.SOLVER.LR_SCHEDULER_NAME == LOOK_FORWARD:
+            params = LookForwardParams.from_config(self.cfg)
+            build_val_batches = functools.partial(
+                build_validation_batches, self.cfg, params.val_dataset, params.val_batches
+            )
+            position = 1 + next(
+                i for i, hook in enumerate(hook_list) if isinstance(hook, hooks.LRScheduler)
+            )
+            hook_list.insert(position, LookForwardHook(params, build_val_batches))
+        return hook_list
 
     def build_train_loader(self, cfg):
         mapper = RobustDatasetMapper(cfg, is_train=True)

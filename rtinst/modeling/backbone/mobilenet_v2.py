@@ -96,6 +96,7 @@ class MobileNetV2(StagedBackbone):
         self.freeze(freeze_at)
 
 
+@BACKBONE_REGISTRY.register()
 def build_mobilenet_v2_backbone(cfg, input_shape: ShapeSpec) -> MobileNetV2:
     """MobileNetV2 from ``MODEL.MOBILENET_V2.*`` (3-channel input)."""
     if input_shape.channels != 3:

@@ -1,0 +1,174 @@
+"""BlitzMask (Sec. 2, Fig. 1) as a Detectron2 meta-architecture:
+
+    backbone + separable FPN -> stride-4 feature -> lite head -> Y, D, Lambda, B
+    training: targets.py -> losses.py (heatmap, size, masks from Eq. 1 at the true centres)
+    inference: peaks.py (instances = heatmap peaks) -> spanning_set.py (Eq. 1, resize, threshold)
+
+``inference_tensors`` holds the whole inference pipeline on plain tensors, so that the ONNX
+export (``rtinst.export``) traces exactly the code the PyTorch model runs.
+"""
+from typing import Dict, List, Tuple
+
+import torch
+from torch import nn
+
+from detectron2.config import configurable
+from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
+from detectron2.structures import Boxes, ImageList, Instances
+
+from .lite_head import HeadOutputs, LiteHead
+from .losses import mask_bce_loss, mask_dice_loss, poly1_focal_loss, size_loss
+from .peaks import decode_boxes, extract_peaks
+from .spanning_set import SpanningSetMasks, assemble_masks, gather_coefficients
+from .targets import build_batch_targets
+
+__all__ = ["BlitzMask"]
+
+
+@META_ARCH_REGISTRY.register()
+class BlitzMask(nn.Module):
+    """Outputs per image ``{"instances": Instances}`` with ``pred_boxes``, ``scores``,
+    ``pred_classes`` and full-image ``pred_masks`` at the original resolution."""
+
+    @configurable
+    def __init__(self, *, backbone, head: LiteHead, in_feature: str, num_classes: int,
+                 pixel_mean, pixel_std, gaussian_alpha: float, size_region: str,
+                 focal_alpha: float, focal_beta: float, poly1_epsilon: float,
+                 loss_weights: Dict[str, float], topk: int, score_thresh: float,
+                 mask_threshold: float, crop_masks_to_box: bool):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.in_feature = in_feature
+        self.stride = backbone.output_shape()[in_feature].stride
+        self.num_classes = num_classes
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.gaussian_alpha = gaussian_alpha
+        self.size_region = size_region
+        self.focal_alpha, self.focal_beta = focal_alpha, focal_beta
+        self.poly1_epsilon = poly1_epsilon
+        self.loss_weights = loss_weights
+        self.topk, self.score_thresh = topk, score_thresh
+        self.masks = SpanningSetMasks(self.stride, mask_threshold, crop_masks_to_box)
+
+    @classmethod
+    def from_config(cls, cfg):
+        bcfg = cfg.MODEL.BLITZMASK
+        backbone = build_backbone(cfg)
+        shapes = backbone.output_shape()
+        if bcfg.IN_FEATURE not in shapes:
+            raise ValueError(f"MODEL.BLITZMASK.IN_FEATURE '{bcfg.IN_FEATURE}' is not a backbone "
+                             f"output ({sorted(shapes)})")
+        head = LiteHead(shapes[bcfg.IN_FEATURE].channels, bcfg.NUM_CLASSES, bcfg.NUM_BASES,
+                        channels=bcfg.HEAD_CHANNELS, num_convs=bcfg.NUM_HEAD_CONVS,
+                        norm=bcfg.NORM, prior_prob=bcfg.PRIOR_PROB)
+        return {
+            "backbone": backbone,
+            "head": head,
+            "in_feature": bcfg.IN_FEATURE,
+            "num_classes": bcfg.NUM_CLASSES,
+            "pixel_mean": cfg.MODEL.PIXEL_MEAN,
+            "pixel_std": cfg.MODEL.PIXEL_STD,
+            "gaussian_alpha": bcfg.GAUSSIAN_ALPHA,
+            "size_region": bcfg.SIZE_REGION,
+            "focal_alpha": bcfg.FOCAL_ALPHA,
+            "focal_beta": bcfg.FOCAL_BETA,
+            "poly1_epsilon": bcfg.POLY1_EPSILON,
+            "loss_weights": {
+                "loss_heatmap": bcfg.HEATMAP_LOSS_WEIGHT,
+                "loss_size_l1": bcfg.SIZE_L1_LOSS_WEIGHT,
+                "loss_size_iou": bcfg.SIZE_IOU_LOSS_WEIGHT,
+                "loss_mask_bce": bcfg.MASK_BCE_LOSS_WEIGHT,
+                "loss_mask_dice": bcfg.MASK_DICE_LOSS_WEIGHT,
+            },
+            "topk": bcfg.TEST.TOPK,
+            "score_thresh": bcfg.TEST.SCORE_THRESH,
+            "mask_threshold": bcfg.TEST.MASK_THRESHOLD,
+            "crop_masks_to_box": bcfg.TEST.CROP_MASKS_TO_BOX,
+        }
+
+    @property
+    def device(self):
+        return self.pixel_mean.device
+
+    def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
+        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std
+                  for x in batched_inputs]
+        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+
+    def predict_maps(self, images: torch.Tensor) -> HeadOutputs:
+        """Y, D, Lambda, B for a normalised (B, 3, H, W) batch."""
+        return self.head(self.backbone(images)[self.in_feature])
+
+    def forward(self, batched_inputs: List[Dict]):
+        images = self.preprocess_image(batched_inputs)
+        outputs = self.predict_maps(images.tensor)
+        if self.training:
+            gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
+            return self.losses(outputs, gt_instances)
+        results = []
+        for i, (inputs, image_size) in enumerate(zip(batched_inputs, images.image_sizes)):
+            output_size = (inputs.get("height", image_size[0]), inputs.get("width", image_size[1]))
+            maps = HeadOutputs(*(m[i] for m in outputs))
+            boxes, scores, classes, masks = self.inference_tensors(maps, image_size, output_size)
+            instances = Instances(output_size)
+            instances.pred_boxes = Boxes(boxes)
+            instances.scores = scores
+            instances.pred_classes = classes
+            instances.pred_masks = masks
+            results.append({"instances": instances})
+        return results
+
+    def inference_tensors(self, maps: HeadOutputs, input_size: Tuple[int, int],
+                          output_size: Tuple[int, int]):
+        """One image's instances from its maps (each (channels, H, W)): (N, 4) boxes, (N,)
+        scores, (N,) classes in the ``output_size`` (h, w) frame, and (N, h, w) bool masks; the
+        image fills ``input_size`` of the padded network input."""
+        peaks = extract_peaks(maps.heatmap, self.topk, self.score_thresh)
+        boxes = decode_boxes(maps.sizes, peaks.cells, self.stride)
+        scale = boxes.new_tensor([output_size[1] / input_size[1], output_size[0] / input_size[0]])
+        boxes = (boxes.reshape(-1, 2, 2) * scale).reshape(-1, 4)
+        height, width = output_size
+        boxes = torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
+                             boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], dim=1)
+        masks = self.masks(maps.coefficients, maps.spanning_set, peaks.cells, boxes, input_size,
+                           output_size)
+        return boxes, peaks.scores, peaks.classes, masks
+
+    def losses(self, outputs: HeadOutputs, gt_instances: List[Instances]):
+        """Sec. 2.2's losses, each weighted by its ``MODEL.BLITZMASK.*_LOSS_WEIGHT``."""
+        height, width = outputs.heatmap.shape[-2:]
+        targets = build_batch_targets(
+            gt_instances, num_classes=self.num_classes, height=height, width=width,
+            stride=self.stride, alpha=self.gaussian_alpha, size_region=self.size_region,
+        )
+        num_instances = max(sum(len(t.classes) for t in targets), 1)
+        heatmap_loss = poly1_focal_loss(
+            outputs.heatmap, torch.stack([t.heatmap for t in targets]),
+            self.focal_alpha, self.focal_beta, self.poly1_epsilon,
+        ) / num_instances
+
+        sizes_pred, sizes_target, weights = [], [], []
+        mask_logits, mask_targets, regions = [], [], []
+        for i, t in enumerate(targets):
+            instance, cell = t.size_weights.flatten(1).nonzero(as_tuple=True)
+            sizes_pred.append(outputs.sizes[i].flatten(1)[:, cell].t())
+            sizes_target.append(t.sizes.flatten(2)[instance, :, cell])
+            weights.append(t.size_weights.flatten(1)[instance, cell])
+            cells = t.peaks[:, 1] * width + t.peaks[:, 0]
+            mask_logits.append(assemble_masks(gather_coefficients(outputs.coefficients[i], cells),
+                                              outputs.spanning_set[i]))
+            mask_targets.append(t.masks)
+            regions.append(t.box_regions)
+        l1, iou = size_loss(torch.cat(sizes_pred), torch.cat(sizes_target), torch.cat(weights))
+        mask_logits = torch.cat(mask_logits)
+        mask_targets, regions = torch.cat(mask_targets), torch.cat(regions)
+        if len(mask_logits):
+            bce = mask_bce_loss(mask_logits, mask_targets, regions)
+            dice = mask_dice_loss(mask_logits, mask_targets)
+        else:  # no instance in the batch: zero losses that keep the graph
+            bce = dice = outputs.coefficients.sum() * 0 + outputs.spanning_set.sum() * 0
+        losses = {"loss_heatmap": heatmap_loss, "loss_size_l1": l1, "loss_size_iou": iou,
+                  "loss_mask_bce": bce, "loss_mask_dice": dice}
+        return {name: loss * self.loss_weights[name] for name, loss in losses.items()}

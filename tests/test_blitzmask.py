@@ -1,0 +1,140 @@
+"""BlitzMask: Eq. 1, peak extraction, the mobile-only architecture, training and prediction."""
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from blitzmask.peaks import decode_boxes, extract_peaks
+from blitzmask.spanning_set import assemble_masks, gather_coefficients, masks_to_image
+from detectron2.engine import DefaultPredictor
+from detectron2.modeling import build_model
+from rtinst.engine import load_config
+from tiny_fcos import batch_with_masks, without_gradient
+from train_net_runner import ROOT, losses_not_falling
+
+CONFIG = ROOT / "configs/BlitzMask/MNV2_shapes.yaml"
+LOSSES = ["loss_heatmap", "loss_size_l1", "loss_size_iou", "loss_mask_bce", "loss_mask_dice"]
+
+
+# three classes (the synthetic batches'), 32-channel FPN and head
+TINY_OPTS = ("MODEL.BLITZMASK.NUM_CLASSES", "3", "MODEL.SEPARABLE_FPN.OUT_CHANNELS", "32",
+             "MODEL.BLITZMASK.HEAD_CHANNELS", "32")
+
+
+def tiny_cfg(*opts):
+    return load_config(str(CONFIG), ["MODEL.DEVICE", "cpu", *TINY_OPTS, *opts])
+
+
+def test_eq1_mask_is_the_coefficient_weighted_sum_of_the_spanning_set():
+    spanning_set = torch.arange(2 * 2 * 3, dtype=torch.float32).reshape(2, 2, 3)  # K=2, 2x3 grid
+    coefficients = torch.zeros(2, 2, 3)
+    coefficients[:, 1, 2] = torch.tensor([2.0, -1.0])  # instance at cell (x=2, y=1) -> flat 5
+    coefficients[:, 0, 0] = torch.tensor([0.0, 1.0])
+    lambdas = gather_coefficients(coefficients, torch.tensor([5, 0]))
+    assert lambdas.tolist() == [[2.0, -1.0], [0.0, 1.0]]
+    masks = assemble_masks(lambdas, spanning_set)
+    assert torch.equal(masks[0], 2 * spanning_set[0] - spanning_set[1])
+    assert torch.equal(masks[1], spanning_set[1])
+
+
+def test_masks_are_resized_to_the_image_and_thresholded_at_sigmoid_half():
+    logits = torch.tensor([[[-1.0, 1.0], [1.0, -1.0]]])  # 2x2 grid, stride 4 -> 8x8 input
+    masks = masks_to_image(logits, stride=4, input_size=(8, 8), output_size=(8, 8))
+    upsampled = torch.nn.functional.interpolate(logits[None], size=(8, 8), mode="bilinear")[0]
+    assert masks.shape == (1, 8, 8) and masks.dtype == torch.bool
+    assert torch.equal(masks, upsampled > 0)
+    # the image filled only the top-left 4x8 of the padded input, shown at 8x16
+    crop = masks_to_image(logits, stride=4, input_size=(4, 8), output_size=(8, 16))
+    assert crop.shape == (1, 8, 16)
+    assert not crop[0, :, :7].any() and crop[0, :, 9:].all()
+    boxed = masks_to_image(logits, 4, (8, 8), (8, 8), boxes=torch.tensor([[4.0, 0.0, 8.0, 2.0]]))
+    assert boxed.sum() == 8 and boxed[0, :2, 4:].all()
+
+
+def test_peaks_are_local_maxima_of_the_top_k_above_the_threshold():
+    heat = torch.full((2, 5, 5), 0.01)
+    heat[0, 1, 1], heat[0, 1, 2] = 0.9, 0.8  # (1, 2) is next to a higher cell: not a peak
+    heat[1, 3, 3] = 0.7
+    heat[1, 0, 4] = 0.2
+    peaks = extract_peaks(torch.logit(heat), topk=10, score_thresh=0.3)
+    assert torch.allclose(peaks.scores, torch.tensor([0.9, 0.7]))
+    assert peaks.classes.tolist() == [0, 1]
+    assert peaks.cells.tolist() == [1 * 5 + 1, 3 * 5 + 3]
+    assert len(extract_peaks(torch.logit(heat), topk=1, score_thresh=0.0).scores) == 1
+
+
+def test_boxes_decode_from_the_size_map_at_the_peak():
+    sizes = torch.zeros(4, 3, 4)
+    sizes[:, 2, 1] = torch.tensor([0.5, 1.0, 2.0, 0.25])  # cell (x=1, y=2): centre (6, 10)
+    boxes = decode_boxes(sizes, torch.tensor([2 * 4 + 1]), stride=4)
+    assert boxes.tolist() == [[4.0, 6.0, 14.0, 11.0]]
+
+
+def test_only_mobile_friendly_layers():
+    model = build_model(tiny_cfg())
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert not any(isinstance(m, nn.ConvTranspose2d) for m in model.modules())
+    assert not any("Deform" in k for k in kinds)
+    assert model.stride == 4
+
+
+def test_training_returns_every_loss_and_gradients_reach_every_part():
+    model = build_model(tiny_cfg())
+    losses = model(batch_with_masks())
+    assert sorted(losses) == sorted(LOSSES)
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    sum(losses.values()).backward()
+    parts = {
+        "backbone": model.backbone.bottom_up.stem[0][0].weight,
+        "fpn": model.backbone.laterals[0].weight,
+        "heatmap": model.head.heatmap[-1].weight,
+        "size": model.head.size[-1].weight,
+        "coefficients": model.head.coefficients[-1].weight,
+        "spanning set": model.head.spanning_set[-1].weight,
+    }
+    assert without_gradient(parts) == []
+
+
+def test_mask_loss_reaches_coefficients_and_spanning_set_only_through_eq1():
+    model = build_model(tiny_cfg())
+    losses = model(batch_with_masks())
+    (losses["loss_mask_bce"] + losses["loss_mask_dice"]).backward()
+    assert model.head.heatmap[-1].weight.grad is None
+    assert model.head.size[-1].weight.grad is None
+    assert without_gradient({"c": model.head.coefficients[-1].weight,
+                             "b": model.head.spanning_set[-1].weight}) == []
+
+
+def test_an_image_without_objects_trains():
+    model = build_model(tiny_cfg())
+    losses = model(batch_with_masks(([], [])))
+    assert losses["loss_heatmap"] > 0 and losses["loss_mask_dice"] == 0
+    sum(losses.values()).backward()
+
+
+def test_default_predictor_returns_masks_at_image_resolution():
+    cfg = tiny_cfg("MODEL.BLITZMASK.TEST.SCORE_THRESH", "0.0", "MODEL.BLITZMASK.TEST.TOPK", "7")
+    image = np.random.default_rng(0).integers(0, 255, (150, 210, 3), dtype=np.uint8)
+    out = DefaultPredictor(cfg)(image)["instances"]
+    assert len(out) == 7
+    assert out.pred_masks.shape == (7, 150, 210) and out.pred_masks.dtype == torch.bool
+    assert (out.scores[:-1] >= out.scores[1:]).all()
+    boxes = out.pred_boxes.tensor
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 2] <= 210).all() and (boxes[:, 3] <= 150).all()
+
+
+@pytest.mark.parametrize("config", ["blitzmask_MNv2_320.yaml", "blitzmask_EffLite_B4_320.yaml"])
+def test_paper_configs_build_and_run_at_320(config):
+    cfg = load_config(str(ROOT / "configs/BlitzMask" / config), ["MODEL.DEVICE", "cpu"])
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        out = model([{"image": torch.zeros(3, 320, 320)}])[0]["instances"]
+    assert out.image_size == (320, 320)
+
+
+def test_a_few_iterations_on_the_embedded_data_make_every_loss_fall(tmp_path):
+    not_falling = losses_not_falling(CONFIG, tmp_path / "run", LOSSES,
+                                     "MODEL.SEPARABLE_FPN.OUT_CHANNELS", "32",
+                                     "MODEL.BLITZMASK.HEAD_CHANNELS", "32",
+                                     "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR")
+    assert not_falling == {}
