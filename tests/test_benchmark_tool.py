@@ -1,5 +1,6 @@
 """rtinst.benchmark and tools/benchmark.py on Detectron2 model-zoo models (random weights, CPU)."""
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -29,6 +30,8 @@ MASK_RCNN = "zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml"
 # an FCOS-family model: untrained, its head regresses empty boxes unless the benchmark opens them
 CENTERMASK = str(REPO / "configs" / "CenterMask" / "MNV2_FPN_shapes.yaml")
 K = 10
+# command-line arguments of the smallest timed run: one image, no warm-up, one iteration
+ONE_IMAGE_ONCE = ("--num-images", "1", "--warmup", "0", "--iters", "1")
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +152,7 @@ def test_cli_writes_json_and_markdown(tmp_path):
         RETINANET,
         "--input-size",
         "96",
-        "--num-images",
-        "1",
-        "--warmup",
-        "0",
-        "--iters",
-        "1",
+        *ONE_IMAGE_ONCE,
         "--num-detections",
         "5",
         "--device",
@@ -189,3 +187,124 @@ def test_cli_writes_json_and_markdown(tmp_path):
     )
     assert "| model | K |" in result.stdout
     assert "not a local file" in result.stderr  # the weights each model used are logged
+
+
+BLITZMASK = "configs/BlitzMask/MNV2_shapes.yaml"
+# BlitzMask's mask branch: the Coefficients and Spanning Set branches and Eq. 1's assembly
+MASK_BRANCH = ["head.coefficients", "head.spanning_set", "masks"]
+
+
+def test_fix_detection_count_for_blitzmask():
+    cfg = load_config(BLITZMASK)
+    assert fix_detection_count(cfg, 10) == ["BlitzMask"]
+    assert (cfg.MODEL.BLITZMASK.TEST.SCORE_THRESH, cfg.MODEL.BLITZMASK.TEST.TOPK) == (0.0, 10)
+
+
+@pytest.fixture(scope="module")
+def onnx_cli(tmp_path_factory):
+    """tools/benchmark.py --onnx(-int8) --flops --time-modules on a small BlitzMask (exportable) and
+    CenterMask (not exportable, and the baseline): (process result, JSON report, Markdown)."""
+    folder = tmp_path_factory.mktemp("onnx_benchmark")
+    json_path, md_path = folder / "out.json", folder / "out.md"
+    command = [
+        sys.executable,
+        "tools/benchmark.py",
+        "--config-file",
+        BLITZMASK,
+        CENTERMASK,
+        "--baseline",
+        CENTERMASK,
+        "--input-size",
+        "64x64",
+        *ONE_IMAGE_ONCE,
+        "--num-detections",
+        str(K),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--onnx",
+        "--onnx-int8",
+        "dynamic",
+        "--flops",
+        "--time-modules",
+        *MASK_BRANCH,
+        "--json",
+        str(json_path),
+        "--markdown",
+        str(md_path),
+        "--opts",
+        "MODEL.SEPARABLE_FPN.OUT_CHANNELS",
+        "32",
+        "MODEL.BLITZMASK.HEAD_CHANNELS",
+        "32",
+    ]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result, json.loads(json_path.read_text()), md_path.read_text()
+
+
+def test_onnx_runtime_row_is_measured_with_the_others(onnx_cli):
+    _, report, markdown = onnx_cli
+    rows = {row["label"]: row for row in report["models"]}
+    assert list(rows) == [
+        "CenterMask/MNV2_FPN_shapes",
+        "BlitzMask/MNV2_shapes",
+        "BlitzMask/MNV2_shapes [onnxruntime]",
+        "BlitzMask/MNV2_shapes [onnxruntime int8]",
+        "CenterMask/MNV2_FPN_shapes#2",
+    ]
+    pytorch, onnx = rows["BlitzMask/MNV2_shapes"], rows["BlitzMask/MNV2_shapes [onnxruntime]"]
+    int8 = rows["BlitzMask/MNV2_shapes [onnxruntime int8]"]
+    baseline = rows["CenterMask/MNV2_FPN_shapes"]
+    assert pytorch["runtime"] == "pytorch" and onnx["runtime"] == int8["runtime"] == "onnxruntime"
+    assert (pytorch["quantization"], onnx["quantization"], int8["quantization"]) == (
+        None,
+        None,
+        "dynamic",
+    )
+    assert onnx["meta_architecture"] == "BlitzMask" and not onnx["baseline"]
+    assert onnx["params"] == pytorch["params"] and onnx["gflops"] is None
+    for row in (pytorch, onnx, int8):  # top-K heatmap peaks at score threshold 0: always K
+        assert row["num_detections"] == K
+        assert row["detections_min"] == row["detections_max"] == K
+        assert row["detections_achieved"] is True
+        assert len(row["times_ms"]) == 1 and row["median_ms"] > 0
+    assert onnx["ratio"]["CenterMask/MNV2_FPN_shapes"] == pytest.approx(
+        onnx["median_ms"] / baseline["median_ms"]
+    )
+    assert "| BlitzMask/MNV2_shapes [onnxruntime] | 10 |" in markdown
+
+
+def test_models_that_cannot_be_exported_get_no_onnx_row(onnx_cli):
+    result, report, _ = onnx_cli
+    assert [row["runtime"] for row in report["models"] if "CenterMask" in row["label"]] == [
+        "pytorch",
+        "pytorch",
+    ]
+    assert "CenterMask/MNV2_FPN_shapes#2: no ONNX Runtime entry" in result.stderr
+
+
+def test_mask_branch_flops_are_counted_per_module(onnx_cli):
+    _, report, markdown = onnx_cli
+    pytorch = report["models"][1]
+    module_gflops = pytorch["module_gflops"]
+    assert set(module_gflops) == set(MASK_BRANCH)
+    for name in ("masks", "head.coefficients"):
+        assert 0 < module_gflops[name] < pytorch["gflops"]
+    assert sum(module_gflops.values()) < pytorch["gflops"]
+    assert set(pytorch["module_median_ms"]) == set(MASK_BRANCH)
+    assert "| masks ms | masks GFLOPs |" in markdown
+
+
+def test_onnx_needs_a_fixed_input_size(capsys):
+    spec = importlib.util.spec_from_file_location("benchmark_tool", REPO / "tools/benchmark.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    arguments = ["--config-file", BLITZMASK, "--baseline", "none", "--onnx", "--input-size"]
+    assert tool.parse_args([*arguments, "64x96"]).onnx
+    for size in ("320", "320x"):
+        with pytest.raises(SystemExit) as exit_info:
+            tool.parse_args([*arguments, size])
+        assert exit_info.value.code == 2
+    assert "--onnx needs a fixed --input-size HxW" in capsys.readouterr().err

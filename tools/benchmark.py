@@ -7,6 +7,9 @@ Examples:
   python tools/benchmark.py --baseline mask_rcnn \\
       --config-file zoo:COCO-Detection/retinanet_R_50_FPN_1x.yaml --input-size 320 --device cpu \\
       --threads 2 --num-detections 10,50,100 --json out.json --markdown out.md
+  python tools/benchmark.py --config-file configs/BlitzMask/blitzmask_MNv2_320.yaml \
+      --baseline mask_rcnn --input-size 320x320 --device cpu --threads 2 --num-detections 10 \
+      --onnx --flops --time-modules head.coefficients head.spanning_set masks
 """
 
 import argparse
@@ -19,9 +22,11 @@ import torch
 
 import rtinst  # noqa: F401  (registers rtinst's models; its get_cfg those of every method)
 from rtinst.benchmark import (
+    COCO_MINI_IMAGES,
     BenchmarkSettings,
     ModelSpec,
     UnknownModelFamily,
+    fixed_input_size,
     load_images,
     markdown_document,
     markdown_table,
@@ -33,8 +38,6 @@ from rtinst.engine import ConfigError, load_config
 
 logger = logging.getLogger("rtinst.benchmark")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_IMAGES = REPO_ROOT.parent / "shared" / "data" / "coco_train2017_mini" / "train2017"
 BASELINES = {
     "mask_rcnn": "zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml",
     "retinanet": "zoo:COCO-Detection/retinanet_R_50_FPN_1x.yaml",
@@ -85,7 +88,7 @@ def parse_args(argv=None):
     parser.add_argument("--max-size", type=int, default=1333)
     parser.add_argument(
         "--images",
-        default=str(DEFAULT_IMAGES) if DEFAULT_IMAGES.is_dir() else None,
+        default=str(COCO_MINI_IMAGES) if COCO_MINI_IMAGES.is_dir() else None,
         help="image folder (default: the COCO mini set if present, else random images)",
     )
     parser.add_argument("--num-images", type=int, default=10)
@@ -110,13 +113,32 @@ def parse_args(argv=None):
         metavar="K[,K...]",
         help="fix the detections per image in every model; several values: a sweep",
     )
-    parser.add_argument("--flops", action="store_true", help="also count GFLOPs (fvcore)")
+    parser.add_argument(
+        "--flops",
+        action="store_true",
+        help="also count GFLOPs (fvcore), with --time-modules those of each named submodule too",
+    )
     parser.add_argument(
         "--time-modules",
         nargs="*",
         default=[],
         metavar="NAME",
-        help="also report the median time spent inside these submodules (e.g. blender)",
+        help="also report the median time spent inside these submodules (and, with --flops, "
+        "their GFLOPs: fvcore counts the operations a module's own forward runs), e.g. blender; "
+        "BlitzMask's mask branch: head.coefficients head.spanning_set masks",
+    )
+    parser.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also time every exportable non-baseline model exported to ONNX (rtinst.export: "
+        "the whole pipeline) and run by ONNX Runtime on the CPU with --threads threads, on the "
+        "same inputs, as '<label> [onnxruntime]' (needs --input-size HxW, the graph's size)",
+    )
+    parser.add_argument(
+        "--onnx-int8",
+        choices=["dynamic", "static"],
+        help="with --onnx (implied), also its INT8 quantization as '<label> [onnxruntime int8]' "
+        "(static: activations calibrated on the benchmark images)",
     )
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
@@ -148,6 +170,11 @@ def parse_args(argv=None):
         resize_transform(args.input_size, args.max_size)
     except ValueError as e:
         parser.error(str(e))
+    args.onnx = args.onnx or bool(args.onnx_int8)
+    if args.onnx and fixed_input_size(args.input_size) is None:
+        parser.error("--onnx needs a fixed --input-size HxW (an ONNX graph has one input size)")
+    if args.onnx and not args.config_file:
+        parser.error("--onnx applies to --config-file models only (baselines are not exported)")
     return args
 
 
@@ -218,6 +245,8 @@ def main(argv=None):
         num_detections=args.num_detections or (None,),
         flops=args.flops,
         time_modules=tuple(args.time_modules),
+        onnx=args.onnx,
+        onnx_int8=args.onnx_int8,
     )
     try:
         report = run_benchmark(specs, images, settings, image_source=source)

@@ -1,6 +1,7 @@
 """Latency benchmarking of Detectron2/rtinst models (the library behind tools/benchmark.py):
 fixed detection counts (``detections``), inputs (``inputs``), model building and weights
-(``model``), timing (``latency``), runs (``runner``) and reports (``report``)."""
+(``model``), timing (``latency``), ONNX Runtime entries (``onnx_runtime``), runs (``runner``) and
+reports (``report``)."""
 
 from .detections import (
     PostprocessKeys,
@@ -9,12 +10,21 @@ from .detections import (
     register_family,
     set_score_threshold,
 )
-from .inputs import list_images, load_images, prepare_inputs, random_images, resize_transform
+from .inputs import (
+    COCO_MINI_IMAGES,
+    fixed_input_size,
+    list_images,
+    load_images,
+    prepare_inputs,
+    random_images,
+    resize_transform,
+)
 from .latency import Measurement, TimedModel, measure_interleaved
 from .model import (
     build_eval_model,
     calibrate_normalisation,
     count_gflops,
+    count_gflops_by_module,
     count_parameters,
     resolve_weights,
 )
@@ -22,6 +32,7 @@ from .report import markdown_document, markdown_table
 from .runner import BenchmarkSettings, ModelSpec, run_benchmark
 
 __all__ = [
+    "COCO_MINI_IMAGES",
     "BenchmarkSettings",
     "Measurement",
     "ModelSpec",
@@ -31,8 +42,10 @@ __all__ = [
     "build_eval_model",
     "calibrate_normalisation",
     "count_gflops",
+    "count_gflops_by_module",
     "count_parameters",
     "fix_detection_count",
+    "fixed_input_size",
     "list_images",
     "load_images",
     "markdown_document",

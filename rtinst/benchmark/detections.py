@@ -58,6 +58,16 @@ register_family(
         nms_thresholds=("MODEL.FCOS.NMS_TH",),
     ),
 )
+# BlitzMask: instances are the top-K heatmap peaks above the score threshold (no NMS); with
+# threshold 0 there are exactly K whenever the heatmap has at least K local maxima
+register_family(
+    "MODEL.META_ARCHITECTURE",
+    "BlitzMask",
+    PostprocessKeys(
+        score_thresholds=("MODEL.BLITZMASK.TEST.SCORE_THRESH",),
+        max_detections=("MODEL.BLITZMASK.TEST.TOPK",),
+    ),
+)
 
 
 def _get(cfg, key):

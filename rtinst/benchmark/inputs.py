@@ -12,6 +12,11 @@ from detectron2.data.detection_utils import read_image
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+# the 209 real COCO images shipped beside the repository (../shared), when present
+COCO_MINI_IMAGES = (
+    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco_train2017_mini"
+    / "train2017"
+)
 
 
 def list_images(folder):
@@ -42,11 +47,22 @@ def random_images(count, height=480, width=640, seed=0):
     return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def resize_transform(input_size, max_size):
-    """``"512"``: shorter side 512, longer side at most ``max_size``; ``"512x640"``: H x W."""
+def _parse_input_size(input_size):
     match = re.fullmatch(r"(\d+)(?:x(\d+))?", str(input_size))
     if not match:
         raise ValueError(f"input size must be SHORT_SIDE or HxW, got {input_size!r}")
+    return match
+
+
+def fixed_input_size(input_size):
+    """``(H, W)`` for an ``"HxW"`` input size, None for a shorter-side one (``"512"``)."""
+    match = _parse_input_size(input_size)
+    return (int(match.group(1)), int(match.group(2))) if match.group(2) else None
+
+
+def resize_transform(input_size, max_size):
+    """``"512"``: shorter side 512, longer side at most ``max_size``; ``"512x640"``: H x W."""
+    match = _parse_input_size(input_size)
     if match.group(2):
         return T.Resize((int(match.group(1)), int(match.group(2))))
     return T.ResizeShortestEdge(int(match.group(1)), max_size)

@@ -44,8 +44,9 @@ class ModuleTimer:
 
 @dataclass
 class TimedModel:
-    """A model in eval mode, its prepared inputs (batch size 1 each) and, optionally, a timer of
-    some of its submodules."""
+    """A model in eval mode (or any callable taking a list of input dicts and returning a list of
+    ``{"instances": ...}``, e.g. an ONNX Runtime session's wrapper), its prepared inputs (batch
+    size 1 each) and, optionally, a timer of some of its submodules."""
 
     model: torch.nn.Module
     inputs: list

@@ -108,15 +108,40 @@ class _ImageToTensors(torch.nn.Module):
         return tuple(getattr(value, "tensor", value) for value in fields)
 
 
+def _flop_analysis(model, input_dict):
+    """fvcore's FlopCountAnalysis of ``model`` on ``input_dict``, traced through
+    ``_ImageToTensors`` (submodule names therefore start with ``model.``)."""
+    wrapper = _ImageToTensors(model, input_dict["height"], input_dict["width"])
+    analysis = FlopCountAnalysis(wrapper, (input_dict["image"],))
+    return analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+
+
 def count_gflops(model, input_dict):
     """GFLOPs (fvcore's count: convolutions, matrix products, ...) of one forward pass on
     ``input_dict``, or None with a warning when the model cannot be traced."""
+    return count_gflops_by_module(model, input_dict, ())[0]
+
+
+def count_gflops_by_module(model, input_dict, names):
+    """``(total GFLOPs, {name: GFLOPs})`` of one forward pass on ``input_dict`` from a single
+    trace: the whole model and each named submodule (``names`` as for ``get_submodule``, e.g.
+    ``"head.coefficients"``; names the model lacks are left out). fvcore attributes an operation
+    to every module whose forward is running when it executes, so a submodule's count covers its
+    own forward only: work its caller does between submodule calls is in no submodule's count.
+    ``(None, {})`` with a warning when the model cannot be traced."""
     try:
         with torch.no_grad():
-            wrapper = _ImageToTensors(model, input_dict["height"], input_dict["width"])
-            analysis = FlopCountAnalysis(wrapper, (input_dict["image"],))
-            analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            return analysis.total() / 1e9
+            analysis = _flop_analysis(model, input_dict)
+            total = analysis.total() / 1e9
+            by_module = analysis.by_module() if names else {}
     except Exception as e:  # tracing fails on some models; FLOPs are optional
         logger.warning(f"FLOP count failed ({type(e).__name__}: {e})")
-        return None
+        return None, {}
+    per_module = {}
+    for name in names:
+        try:
+            model.get_submodule(name)
+        except AttributeError:
+            continue
+        per_module[name] = by_module.get(f"model.{name}", 0) / 1e9
+    return total, per_module

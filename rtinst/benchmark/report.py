@@ -57,17 +57,23 @@ def _number(value, digits=1):
 
 
 def markdown_table(report):
-    """The per-model table: latency, throughput, detections, size and ratio to each baseline."""
+    """The per-model table: latency, throughput, detections, size, submodule times (and GFLOPs)
+    and ratio to each baseline. ONNX Runtime rows are labelled ``<model> [onnxruntime]``."""
     rows = report["models"]
     baselines = list(dict.fromkeys(row["label"] for row in rows if row["baseline"]))
     with_flops = any(row["gflops"] is not None for row in rows)
     with_memory = any(row["peak_memory_mb"] is not None for row in rows)
     modules = list(dict.fromkeys(name for row in rows for name in row["module_median_ms"]))
+    module_flops = {name for row in rows for name in row.get("module_gflops", {})}
     header = (
         ["model", "K", "weights", "median ms", "p90 ms", "img/s", "dets/img", "params (M)"]
         + ["GFLOPs"] * with_flops
         + ["peak MB"] * with_memory
-        + [f"{name} ms" for name in modules]
+        + [
+            column
+            for name in modules
+            for column in [f"{name} ms"] + [f"{name} GFLOPs"] * (name in module_flops)
+        ]
         + [f"× {b}" for b in baselines]
     )
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -85,7 +91,10 @@ def markdown_table(report):
         cells += [_number(row["gflops"])] * with_flops + [
             _number(row["peak_memory_mb"])
         ] * with_memory
-        cells += [_number(row["module_median_ms"].get(name), 2) for name in modules]
+        for name in modules:
+            cells.append(_number(row["module_median_ms"].get(name), 2))
+            if name in module_flops:
+                cells.append(_number(row.get("module_gflops", {}).get(name), 3))
         cells += [_number(row["ratio"].get(b), 2) for b in baselines]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -111,6 +120,14 @@ def markdown_document(report):
         "models interleaved",
         "- K: detections per image fixed by the config (– = the model's own thresholds); "
         "× baseline = median / baseline median at the same K",
+    ]
+    if any(row.get("runtime") == "onnxruntime" for row in report["models"]):
+        lines.append(
+            "- [onnxruntime]: the model exported to ONNX (whole pipeline at the fixed input size) "
+            "and run by ONNX Runtime on the CPU, masks mapped back to the original image as "
+            "the PyTorch model does; [onnxruntime int8]: its INT8 quantization"
+        )
+    lines += [
         "",
         markdown_table(report),
         "",

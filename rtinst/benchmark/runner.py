@@ -2,14 +2,16 @@
 fed the same inputs and measured interleaved; returns a JSON-ready report."""
 
 import logging
+import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
 from .detections import fix_detection_count
-from .inputs import prepare_inputs, resize_transform
+from .inputs import fixed_input_size, prepare_inputs, resize_transform
 from .latency import ModuleTimer, TimedModel, measure_interleaved
-from .model import build_eval_model, count_gflops, count_parameters, model_size_bytes
+from .model import build_eval_model, count_gflops_by_module, count_parameters, model_size_bytes
 from .report import add_baseline_ratios, environment_info
 
 logger = logging.getLogger(__name__)
@@ -36,6 +38,9 @@ class BenchmarkSettings:
     num_detections: tuple = (None,)  # K values; None keeps each model's own thresholds
     flops: bool = False
     time_modules: tuple = ()  # submodule names (e.g. "blender") whose own time is reported
+    # (and, with flops, their GFLOPs)
+    onnx: bool = False  # also time every exportable non-baseline model in ONNX Runtime (HxW only)
+    onnx_int8: str = None  # "dynamic" or "static": also its INT8 version (implies onnx)
 
 
 def _device_of(specs):
@@ -46,7 +51,8 @@ def _device_of(specs):
 
 
 def _build(spec, k, images, resize, device, inputs_by_format, with_flops, time_modules):
-    """(TimedModel, report row without measurements) for ``spec`` at detection count ``k``."""
+    """(TimedModel, report row without measurements) for ``spec`` at detection count ``k``, run
+    by PyTorch."""
     cfg = spec.cfg.clone()
     families = fix_detection_count(cfg, k) if k is not None else []
     image_format = cfg.INPUT.FORMAT
@@ -63,11 +69,44 @@ def _build(spec, k, images, resize, device, inputs_by_format, with_flops, time_m
         "weights": weights,
         "num_detections": k,
         "detection_families": families,
+        "runtime": "pytorch",
+        "quantization": None,
         "params": count_parameters(model),
-        "gflops": count_gflops(model, inputs[0]) if with_flops else None,
+        "gflops": None,
+        "module_gflops": {},  # submodule name -> GFLOPs (with flops and time_modules)
     }
+    if with_flops:
+        row["gflops"], row["module_gflops"] = count_gflops_by_module(model, inputs[0], time_modules)
     timer = ModuleTimer(model, time_modules, device) if time_modules else None
     return TimedModel(model, inputs, timer), row
+
+
+def _build_onnx(timed, row, size, image_format, folder, int8, images):
+    """``[(TimedModel, row)]`` for the PyTorch entry ``timed, row`` exported to ONNX (same weights
+    and detection count) and run by ONNX Runtime on the same inputs, at ``size`` (H, W); empty,
+    with a warning, for a model that cannot be exported."""
+    from .onnx_runtime import export_runtime_models
+
+    try:
+        entries = export_runtime_models(
+            timed.model, folder, *size, image_format, torch.get_num_threads(), int8, images
+        )
+    except (TypeError, ValueError) as e:
+        logger.warning(f"{row['label']}: no ONNX Runtime entry ({e})")
+        return []
+    logger.info(f"{row['label']}: exported to ONNX at {size[0]}x{size[1]}")
+    built = []
+    for runtime, quantization, onnx_model in entries:
+        onnx_row = dict(
+            row,
+            label=f"{row['label']} [{runtime}]",
+            runtime="onnxruntime",
+            quantization=quantization,
+            gflops=None,  # the graph is not counted (fvcore traces PyTorch models)
+            module_gflops={},
+        )
+        built.append((TimedModel(onnx_model, timed.inputs), onnx_row))
+    return built
 
 
 def _check_detection_count(row):
@@ -87,18 +126,31 @@ def _check_detection_count(row):
 def run_benchmark(specs, images, settings, image_source=""):
     """Measures ``specs`` on ``images`` (BGR uint8 arrays) as ``settings`` say. Returns
     ``{"environment", "settings", "models": [row per model and K]}``; rows carry latency statistics,
-    detections and ``ratio`` (median / median of each baseline at the same K)."""
+    detections and ``ratio`` (median / median of each baseline at the same K). With
+    ``settings.onnx``, each exportable non-baseline model's row is followed by a row of the same
+    model run by ONNX Runtime (``"runtime": "onnxruntime"``; PyTorch rows: ``"pytorch"``)."""
     device = _device_of(specs)
     resize = resize_transform(settings.input_size, settings.max_size)
+    with_onnx = settings.onnx or bool(settings.onnx_int8)
+    size = fixed_input_size(settings.input_size)
+    if with_onnx and size is None:
+        raise ValueError("ONNX Runtime entries need a fixed HxW input size (the graph's)")
+    if with_onnx and torch.device(device).type != "cpu":
+        logger.warning("ONNX Runtime entries run on the CPU (CPUExecutionProvider)")
     inputs_by_format = {}
-    built = [
-        _build(spec, k, images, resize, device, inputs_by_format, settings.flops,
-               settings.time_modules)
-        for k in settings.num_detections
-        for spec in specs
-    ]
-    timed_models = [timed for timed, _ in built]
-    measurements = measure_interleaved(timed_models, settings.warmup, settings.iters, device)
+    built = []
+    with tempfile.TemporaryDirectory(prefix="rtinst-benchmark-onnx-") as onnx_folder:
+        for k in settings.num_detections:
+            for spec in specs:
+                timed, row = _build(spec, k, images, resize, device, inputs_by_format,
+                                    settings.flops, settings.time_modules)
+                built.append((timed, row))
+                if with_onnx and not spec.baseline:
+                    folder = Path(onnx_folder) / f"{len(built)}"
+                    built += _build_onnx(timed, row, size, spec.cfg.INPUT.FORMAT, folder,
+                                         settings.onnx_int8, images)
+        timed_models = [timed for timed, _ in built]
+        measurements = measure_interleaved(timed_models, settings.warmup, settings.iters, device)
     on_cuda = torch.device(device).type == "cuda"
     rows = []
     for (timed, row), measurement in zip(built, measurements):
@@ -107,7 +159,7 @@ def run_benchmark(specs, images, settings, image_source=""):
         # CUDA: the model's weights plus its largest allocation during a call; CPU: not measured
         row["peak_memory_mb"] = (
             (model_size_bytes(timed.model) + measurement.peak_extra_bytes) / 2**20
-            if on_cuda
+            if on_cuda and row["runtime"] == "pytorch"
             else None
         )
         rows.append(row)

@@ -1,0 +1,55 @@
+"""ONNX Runtime entries of a benchmark: a PyTorch model exported with ``rtinst.export`` (the whole
+pipeline at the benchmark's fixed input size, post-processing included) and timed end to end as
+the PyTorch model is, on the same prepared inputs: image tensor -> graph -> instances mapped back
+to the original image. ``rtinst.export`` (onnx, onnxruntime) is imported only when used."""
+
+import copy
+from pathlib import Path
+
+
+class ONNXRuntimeModel:
+    """An ``ONNXPredictor`` called as a Detectron2 model in eval mode is: ``model([input_dict])``
+    with ``input_dict["image"]`` the (3, H, W) uint8 image, already at the graph's size and in its
+    channel order, and ``"height"``/``"width"`` the original size (the outputs' frame). Returns
+    ``[{"instances": Instances}]`` with full-image masks at the original size."""
+
+    def __init__(self, predictor):
+        self.predictor = predictor
+
+    def __call__(self, batched_inputs):
+        outputs = []
+        for inputs in batched_inputs:
+            image = inputs["image"].permute(1, 2, 0).cpu().numpy()  # CHW tensor -> HWC array
+            size = image.shape[:2]
+            if size != (self.predictor.height, self.predictor.width):
+                raise ValueError(
+                    f"image is {size[0]}x{size[1]}, the ONNX graph takes "
+                    f"{self.predictor.height}x{self.predictor.width}"
+                )
+            output_size = (inputs.get("height", size[0]), inputs.get("width", size[1]))
+            outputs.append(self.predictor.predict(image, size, output_size))
+        return outputs
+
+
+def export_runtime_models(model, folder, height, width, input_format, num_threads,
+                          int8=None, calibration_images=()):
+    """``[(runtime label, quantization, ONNXRuntimeModel)]``: ``model`` (eval mode, any device)
+    exported at ``height`` x ``width`` to ``folder`` and run by ONNX Runtime on the CPU with
+    ``num_threads`` intra-op threads; with ``int8`` ("dynamic" or "static", the latter calibrated
+    on ``calibration_images``, BGR uint8 arrays) also its INT8 version. Raises TypeError (or
+    ValueError) for a model that cannot be exported (see ``rtinst.export.FixedSizePipeline``)."""
+    from rtinst.export import ONNXPredictor, export_onnx, quantize_onnx
+
+    folder = Path(folder)
+    if next(model.parameters()).device.type != "cpu":
+        model = copy.deepcopy(model).cpu()  # exported with a CPU example input
+    path = export_onnx(model, folder / "model.onnx", height, width, input_format=input_format)
+    entries = [("onnxruntime", None, ONNXRuntimeModel(ONNXPredictor(path, num_threads)))]
+    if int8:
+        int8_path = quantize_onnx(path, folder / f"model_int8_{int8}.onnx", int8,
+                                  calibration_images)
+        entries.append(
+            ("onnxruntime int8", int8, ONNXRuntimeModel(ONNXPredictor(int8_path, num_threads)))
+        )
+    return entries
+

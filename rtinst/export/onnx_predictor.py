@@ -1,0 +1,90 @@
+"""``ONNXPredictor``: runs an exported pipeline (``export_onnx``) with ONNX Runtime and returns
+Detectron2 ``Instances``, as ``DefaultPredictor`` does for the PyTorch model.
+
+The graph has a fixed input size: the image is resized keeping its aspect ratio so that it fits
+(the longer side as in ``ResizeShortestEdge`` with equal min/max sizes), padded at the bottom /
+right with the mean colour, and the outputs are mapped back to the original image.
+"""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+
+from detectron2.structures import Boxes, Instances
+
+__all__ = ["ONNXPredictor", "letterbox"]
+
+
+def letterbox(image: np.ndarray, height: int, width: int, fill):
+    """``image`` (h, w, 3) resized by one scale to fit ``height`` x ``width`` and padded with
+    ``fill`` at the bottom/right: (padded image, (resized h, resized w))."""
+    h, w = image.shape[:2]
+    scale = min(height / h, width / w)
+    new_h, new_w = min(height, int(h * scale + 0.5)), min(width, int(w * scale + 0.5))
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    padded = np.empty((height, width, 3), dtype=np.uint8)
+    padded[...] = np.asarray(fill, dtype=np.uint8)
+    padded[:new_h, :new_w] = resized
+    return padded, (new_h, new_w)
+
+
+class ONNXPredictor:
+    """Call with one BGR (h, w, 3) uint8 image (as read by cv2): ``{"instances": Instances}``."""
+
+    def __init__(self, path, num_threads: int = 2, pad_value=(124, 116, 104)):
+        """
+        Args:
+            path: an ONNX file written by ``export_onnx``.
+            num_threads: ONNX Runtime intra-op threads.
+            pad_value: the RGB colour that pads the letterboxed image (the models' pixel mean).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False)
+                 .metadata_props}
+        if "input_size" not in props:
+            raise ValueError(f"{path} was not written by rtinst's export_onnx (no input_size)")
+        self.height, self.width = (int(v) for v in props["input_size"].split(","))
+        self.input_format = props.get("input_format", "BGR")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(path), options,
+                                            providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.pad_value = tuple(pad_value) if self.input_format == "RGB" else tuple(pad_value[::-1])
+
+    def run(self, image: np.ndarray):
+        """The raw outputs (boxes, scores, classes, masks) for an image already in the graph's
+        size and channel order."""
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(image)})
+
+    def __call__(self, original_image: np.ndarray):
+        image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
+        padded, resized_size = letterbox(image, self.height, self.width, self.pad_value)
+        return self.predict(padded, resized_size, original_image.shape[:2])
+
+    def predict(self, image: np.ndarray, image_size, output_size):
+        """``{"instances"}`` in the ``output_size`` (h, w) frame for an ``image`` in the graph's
+        size and channel order whose top-left ``image_size`` (h, w) holds the picture."""
+        boxes, scores, classes, masks = self.run(image)
+        (new_h, new_w), (height, width) = image_size, output_size
+        instances = Instances((height, width))
+        scale = np.array([width / new_w, height / new_h] * 2, dtype=np.float32)
+        boxes = torch.from_numpy(boxes * scale)
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        instances.pred_boxes = Boxes(boxes)
+        instances.scores = torch.from_numpy(scores)
+        instances.pred_classes = torch.from_numpy(classes)
+        masks = torch.from_numpy(masks[:, :new_h, :new_w]).float()
+        if len(masks) and (new_h, new_w) != (height, width):
+            masks = F.interpolate(masks[None], size=(height, width), mode="bilinear",
+                                  align_corners=False)[0]
+        instances.pred_masks = masks.reshape(-1, height, width) >= 0.5
+        return {"instances": instances}

@@ -1,0 +1,63 @@
+"""INT8 quantization of an exported pipeline with ONNX Runtime's tools: dynamic (weights INT8,
+activations quantized on the fly) or static (activations calibrated on sample images)."""
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    QuantFormat,
+    QuantType,
+    quantize_dynamic,
+    quantize_static,
+)
+
+from .onnx_predictor import ONNXPredictor, letterbox
+
+__all__ = ["quantize_onnx"]
+
+
+class _LetterboxedImages(CalibrationDataReader):
+    """Calibration inputs: ``images`` (BGR) prepared as ``ONNXPredictor`` prepares them."""
+
+    def __init__(self, predictor: ONNXPredictor, images):
+        self._inputs = []
+        for image in images:
+            if predictor.input_format == "RGB":
+                image = image[:, :, ::-1]
+            padded, _ = letterbox(image, predictor.height, predictor.width, predictor.pad_value)
+            self._inputs.append({predictor.input_name: np.ascontiguousarray(padded)})
+        self._iter = iter(self._inputs)
+
+    def get_next(self):
+        return next(self._iter, None)
+
+
+def _copy_metadata(source: Path, target: Path):
+    props = {p.key: p.value for p in onnx.load(str(source)).metadata_props}
+    graph = onnx.load(str(target))
+    onnx.helper.set_model_props(graph, props)
+    onnx.save(graph, str(target))
+
+
+def quantize_onnx(source, target, mode: str = "dynamic", calibration_images=()) -> Path:
+    """Writes an INT8 version of the ``source`` pipeline to ``target``. ``mode`` "dynamic" needs
+    nothing else; "static" calibrates activation ranges on ``calibration_images`` (BGR uint8
+    arrays, a few dozen typical images). The convolutions are quantized; the post-processing
+    (top-k, gathers, resizing) stays in float."""
+    source, target = Path(source), Path(target)
+    if mode == "dynamic":
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QUInt8,
+                         op_types_to_quantize=["Conv"])
+    elif mode == "static":
+        images = list(calibration_images)
+        if not images:
+            raise ValueError("static quantization needs calibration images")
+        reader = _LetterboxedImages(ONNXPredictor(source), images)
+        quantize_static(str(source), str(target), reader, quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, per_channel=True)
+    else:
+        raise ValueError(f"quantization mode must be 'dynamic' or 'static', got {mode!r}")
+    _copy_metadata(source, target)
+    return target

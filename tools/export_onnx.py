@@ -1,0 +1,125 @@
+#!/usr/bin/env python
+"""Exports a model's whole inference pipeline (preprocessing, network, peak extraction, mask
+assembly, thresholding) to ONNX for one input size, checks it, and compares it with PyTorch.
+
+Examples:
+  python tools/export_onnx.py --config-file configs/BlitzMask/blitzmask_MNv2_320.yaml \\
+      --output out/blitzmask.onnx --opts MODEL.WEIGHTS model_final.pth
+  python tools/export_onnx.py --config-file configs/BlitzMask/MNV2_shapes.yaml \\
+      --output out/b.onnx --quantize static --evaluate shapes_val --opts MODEL.WEIGHTS m.pth
+"""
+import argparse
+import json
+import logging
+import sys
+
+import numpy as np
+import torch
+from detectron2.data import DatasetCatalog
+from detectron2.data.detection_utils import read_image
+from detectron2.modeling import build_model
+
+import rtinst  # noqa: F401  (registers rtinst's models; its get_cfg those of every method)
+from rtinst.benchmark.inputs import COCO_MINI_IMAGES, list_images
+from rtinst.checkpoint import CheckpointError, SafeCheckpointer
+from rtinst.engine import ConfigError, load_config
+from rtinst.export import (
+    FixedSizePipeline,
+    ONNXPredictor,
+    compare_outputs,
+    evaluate_onnx,
+    export_onnx,
+    letterbox,
+    quantize_onnx,
+)
+
+logger = logging.getLogger("rtinst.export")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config-file", required=True)
+    parser.add_argument("--output", required=True, help="the .onnx file to write")
+    parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
+                        help="input size (default: INPUT.MAX_SIZE_TEST squared)")
+    parser.add_argument("--images", default=str(COCO_MINI_IMAGES),
+                        help="folder of images for the parity check and static calibration")
+    parser.add_argument("--num-images", type=int, default=8)
+    parser.add_argument("--quantize", choices=["dynamic", "static"],
+                        help="also write an INT8 model next to --output (*.int8.onnx)")
+    parser.add_argument("--evaluate", metavar="DATASET",
+                        help="COCO AP of the ONNX model(s) on this registered dataset")
+    parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
+                        help="KEY VALUE ... (must come last)")
+    return parser.parse_args(argv)
+
+
+def load_model(cfg):
+    model = build_model(cfg).eval()
+    if cfg.MODEL.WEIGHTS:
+        SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+    else:
+        logger.warning("MODEL.WEIGHTS is empty: exporting randomly initialised weights")
+    return model
+
+
+def sample_images(folder, count):
+    paths = list_images(folder)[:count]
+    if not paths:
+        raise FileNotFoundError(f"--images {folder}: no images found")
+    return [read_image(str(p), format="BGR") for p in paths]
+
+
+def check_parity(model, predictor, images):
+    """Per image, PyTorch's ``FixedSizePipeline`` and ONNX Runtime on the same letterboxed input."""
+    pipeline = FixedSizePipeline(model, predictor.height, predictor.width)
+    reports = []
+    for image in images:
+        if predictor.input_format == "RGB":
+            image = image[:, :, ::-1]
+        padded, _ = letterbox(image, predictor.height, predictor.width, predictor.pad_value)
+        with torch.no_grad():
+            expected = pipeline(torch.from_numpy(np.ascontiguousarray(padded)))
+        reports.append(compare_outputs(expected, predictor.run(padded)))
+    return reports
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config_file, args.opts, device="cpu")
+        model = load_model(cfg)
+    except (ConfigError, CheckpointError) as e:
+        sys.exit(f"error: {e}")
+    height, width = args.size or (cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    path = export_onnx(model, args.output, height, width, cfg.INPUT.FORMAT)
+    logger.info(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB), ONNX checker: ok")
+    images = sample_images(args.images, args.num_images)
+    reports = check_parity(model, ONNXPredictor(path), images)
+    summary = {
+        "parity_ok": all(r.ok() for r in reports),
+        "instances": [r.num_instances for r in reports],
+        "max_score_diff": max(r.max_score_diff for r in reports),
+        "min_mask_iou": min(r.min_mask_iou for r in reports),
+    }
+    logger.info(f"parity with PyTorch on {len(images)} images: {json.dumps(summary)}")
+    models = {"fp32": path}
+    if args.quantize:
+        models["int8"] = quantize_onnx(path, path.with_suffix(".int8.onnx"), args.quantize,
+                                       images)
+        logger.info(f"wrote {models['int8']} ({args.quantize} INT8)")
+    if args.evaluate:
+        if args.evaluate not in DatasetCatalog.list():
+            sys.exit(f"error: --evaluate {args.evaluate}: not a registered dataset")
+        for name, model_path in models.items():
+            results = evaluate_onnx(ONNXPredictor(model_path), args.evaluate)
+            logger.info(f"{name} {args.evaluate}: " + json.dumps(
+                {task: round(metrics["AP"], 2) for task, metrics in results.items()}))
+    return 0 if summary["parity_ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
