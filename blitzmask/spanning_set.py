@@ -38,7 +38,7 @@ def masks_to_image(mask_logits: torch.Tensor, stride: int, input_size, output_si
         logits = F.interpolate(logits, size=padded, mode="bilinear", align_corners=False)
         logits = F.interpolate(logits[:, :, :input_h, :input_w], size=(output_h, output_w),
                                mode="bilinear", align_corners=False)
-    masks = logits[:, 0] > math.log(threshold / (1 - threshold))
+    masks = logits.reshape(-1, output_h, output_w) > math.log(threshold / (1 - threshold))
     if boxes is not None:
         ys = torch.arange(output_h, device=boxes.device, dtype=boxes.dtype) + 0.5
         xs = torch.arange(output_w, device=boxes.device, dtype=boxes.dtype) + 0.5
