@@ -121,11 +121,14 @@ class BlitzMask(nn.Module):
         return results
 
     def inference_tensors(self, maps: HeadOutputs, input_size: Tuple[int, int],
-                          output_size: Tuple[int, int]):
+                          output_size: Tuple[int, int], valid_size=None):
         """One image's instances from its maps (each (channels, H, W)): (N, 4) boxes, (N,)
         scores, (N,) classes in the ``output_size`` (h, w) frame, and (N, h, w) bool masks; the
-        image fills ``input_size`` of the padded network input."""
-        peaks = extract_peaks(maps.heatmap, self.topk, self.score_thresh)
+        image fills ``input_size`` of the padded network input. Peaks are searched where the
+        picture is: ``valid_size`` (h, w; a tensor in an exported graph whose input is
+        letterboxed), by default ``input_size``."""
+        peaks = extract_peaks(maps.heatmap, self.topk, self.score_thresh, self.stride,
+                              input_size if valid_size is None else valid_size)
         boxes = decode_boxes(maps.sizes, peaks.cells, self.stride)
         scale = boxes.new_tensor([output_size[1] / input_size[1], output_size[0] / input_size[0]])
         boxes = (boxes.reshape(-1, 2, 2) * scale).reshape(-1, 4)

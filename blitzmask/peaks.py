@@ -16,13 +16,21 @@ class Peaks(NamedTuple):
     cells: torch.Tensor  # (N,) long: flat index y * W + x on the grid
 
 
-def extract_peaks(heatmap_logits: torch.Tensor, topk: int, score_thresh: float) -> Peaks:
+def extract_peaks(heatmap_logits: torch.Tensor, topk: int, score_thresh: float, stride: int = 1,
+                  image_size=None) -> Peaks:
     """Peaks of one image's (C, H, W) heatmap logits: sigmoid, 3x3 max-pool suppression of the
-    non-maxima, top-``topk`` over all classes and cells, scores > ``score_thresh``."""
+    non-maxima, top-``topk`` over all classes and cells, scores > ``score_thresh``. With
+    ``image_size`` (h, w: ints, or a tensor inside an exported graph), only cells starting inside
+    the image count: a uniform padding area makes a plateau whose every cell is a "peak"."""
     num_classes, height, width = heatmap_logits.shape
     heat = torch.sigmoid(heatmap_logits)[None]
     is_peak = F.max_pool2d(heat, kernel_size=3, stride=1, padding=1) == heat
-    flat = (heat * is_peak)[0].reshape(-1)
+    scores = heat * is_peak
+    if image_size is not None:
+        rows = torch.arange(height, device=heat.device) * stride < image_size[0]
+        cols = torch.arange(width, device=heat.device) * stride < image_size[1]
+        scores = scores * (rows[:, None] & cols[None, :])
+    flat = scores.reshape(-1)
     scores, index = flat.topk(min(topk, flat.numel()))
     keep = scores > score_thresh
     scores, index = scores[keep], index[keep]

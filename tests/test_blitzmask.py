@@ -63,6 +63,17 @@ def test_peaks_are_local_maxima_of_the_top_k_above_the_threshold():
     assert len(extract_peaks(torch.logit(heat), topk=1, score_thresh=0.0).scores) == 1
 
 
+def test_a_uniform_padding_area_gives_no_peaks():
+    heat = torch.full((1, 4, 6), 0.01)
+    heat[0, 1, 1] = 0.5
+    heat[0, :, 4:] = 0.4  # plateau: every cell equals its neighbourhood's maximum
+    assert len(extract_peaks(torch.logit(heat), 10, 0.1).scores) == 9
+    peaks = extract_peaks(torch.logit(heat), 10, 0.1, stride=4, image_size=(16, 16))
+    assert peaks.cells.tolist() == [1 * 6 + 1]  # columns 4-5 start at x = 16, 20: padding
+    inside = extract_peaks(torch.logit(heat), 10, 0.1, stride=4, image_size=torch.tensor([8, 24]))
+    assert sorted(inside.cells.tolist()) == [4, 5, 7, 10, 11]
+
+
 def test_boxes_decode_from_the_size_map_at_the_peak():
     sizes = torch.zeros(4, 3, 4)
     sizes[:, 2, 1] = torch.tensor([0.5, 1.0, 2.0, 0.25])  # cell (x=1, y=2): centre (6, 10)

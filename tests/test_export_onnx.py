@@ -14,6 +14,7 @@ from rtinst.export import (
     ONNXPredictor,
     compare_outputs,
     export_onnx,
+    letterbox,
     quantize_onnx,
 )
 from test_blitzmask import TINY_OPTS, tiny_cfg
@@ -76,12 +77,45 @@ def test_pipeline_is_the_models_own_inference(trained_model):
     assert len(out) >= 4  # the trained model finds the rectangles
 
 
+def test_parity_pairs_instances_whose_equal_scores_come_out_in_either_order():
+    boxes = torch.tensor([[0.0, 0, 4, 4], [8, 8, 12, 12]])
+    masks = torch.zeros(2, 16, 16, dtype=torch.uint8)
+    masks[0, :4, :4], masks[1, 8:12, 8:12] = 1, 1
+    expected = (boxes, torch.tensor([0.3, 0.3]), torch.tensor([1, 1]), masks)
+    swapped = [x.flip(0).numpy() for x in expected]
+    parity = compare_outputs(expected, swapped)
+    assert parity.ok() and parity.min_mask_iou == 1.0 and parity.max_box_diff == 0
+    other_class = [x.numpy().copy() for x in expected]
+    other_class[2][0] = 2
+    assert not compare_outputs(expected, other_class).ok()
+    fewer = [x[:1].numpy() for x in expected]
+    assert not compare_outputs(expected, fewer).same_instances
+
+
+def test_no_detections_in_the_letterbox_padding(exported, trained_model):
+    _, batch = trained_model
+    predictor = ONNXPredictor(exported)
+    wide = np.full((SIZE // 2, SIZE, 3), 20, np.uint8)  # letterboxed into the top half
+    wide[8:40, 40:80, 0] = 230
+    out = predictor(wide[:, :, ::-1])["instances"]
+    boxes, _, _, _ = predictor.run(*_letterboxed(predictor, wide))
+    assert out.image_size == (SIZE // 2, SIZE)
+    centres_y = (boxes[:, 1] + boxes[:, 3]) / 2
+    assert (centres_y < SIZE // 2 + 4).all()  # peaks (box centres +- a cell) in the picture
+
+
+def _letterboxed(predictor, rgb):
+    padded, size = letterbox(rgb, predictor.height, predictor.width, predictor.pad_value)
+    return padded, size
+
+
 def test_whole_pipeline_is_inside_the_graph(exported):
     graph = onnx.load(str(exported))
     ops = {node.op_type for node in graph.graph.node}
     assert {"MaxPool", "TopK", "MatMul", "Resize", "Greater"} <= ops  # peaks, Eq. 1, resize, >
     assert not ops & {"ConvTranspose", "DeformConv"}
     assert [o.name for o in graph.graph.output] == ["boxes", "scores", "classes", "masks"]
+    assert [i.name for i in graph.graph.input] == ["image", "image_size"]
     props = {p.key: p.value for p in graph.metadata_props}
     assert props == {"input_format": "RGB", "input_size": f"{SIZE},{SIZE}"}
 

@@ -79,10 +79,10 @@ def check_parity(model, predictor, images):
     for image in images:
         if predictor.input_format == "RGB":
             image = image[:, :, ::-1]
-        padded, _ = letterbox(image, predictor.height, predictor.width, predictor.pad_value)
+        padded, size = letterbox(image, predictor.height, predictor.width, predictor.pad_value)
         with torch.no_grad():
-            expected = pipeline(torch.from_numpy(np.ascontiguousarray(padded)))
-        reports.append(compare_outputs(expected, predictor.run(padded)))
+            expected = pipeline(torch.from_numpy(np.ascontiguousarray(padded)), torch.tensor(size))
+        reports.append(compare_outputs(expected, predictor.run(padded, size)))
     return reports
 
 

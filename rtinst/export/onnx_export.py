@@ -2,7 +2,7 @@
 Sec. 2.1: everything, post-processing included, runs in a standard runtime).
 
 The graph takes one uint8 (H, W, 3) image in the model's channel order (``INPUT.FORMAT``) and
-returns ``boxes`` (N, 4) XYXY, ``scores`` (N,), ``classes`` (N,) and ``masks`` (N, H, W) uint8,
+the (h, w) int64 size of the picture inside it (the rest being letterbox padding), and returns ``boxes`` (N, 4) XYXY, ``scores`` (N,), ``classes`` (N,) and ``masks`` (N, H, W) uint8,
 with N decided inside the graph (peaks above the score threshold). It contains the
 preprocessing (HWC -> CHW, normalisation), the network and the model's own post-processing.
 
@@ -20,7 +20,7 @@ from torch import nn
 __all__ = ["EXPORT_OUTPUTS", "FixedSizePipeline", "export_onnx"]
 
 EXPORT_OUTPUTS = ("boxes", "scores", "classes", "masks")
-INPUT_NAME = "image"
+INPUT_NAMES = ("image", "image_size")
 
 
 class FixedSizePipeline(nn.Module):
@@ -40,13 +40,17 @@ class FixedSizePipeline(nn.Module):
         self.size = (height, width)
         self.eval()
 
-    def forward(self, image: torch.Tensor):
+    def forward(self, image: torch.Tensor, image_size: torch.Tensor = None):
+        """``image`` (H, W, 3) uint8; ``image_size`` (2,) int64: the (h, w) top-left part that
+        holds the picture, the rest being padding (default: all of it)."""
         x = image.permute(2, 0, 1).float()
         x = ((x - self.model.pixel_mean) / self.model.pixel_std)[None]
         maps = self.model.predict_maps(x)
         one_image = type(maps)(*(m[0] for m in maps))
+        if image_size is None:
+            image_size = torch.tensor(self.size)
         boxes, scores, classes, masks = self.model.inference_tensors(one_image, self.size,
-                                                                     self.size)
+                                                                     self.size, image_size)
         return boxes, scores, classes, masks.to(torch.uint8)
 
 
@@ -58,10 +62,10 @@ def export_onnx(model: nn.Module, path, height: int, width: int, input_format: s
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pipeline = FixedSizePipeline(model, height, width)
-    example = torch.zeros(height, width, 3, dtype=torch.uint8)
+    example = (torch.zeros(height, width, 3, dtype=torch.uint8), torch.tensor([height, width]))
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python values
-        torch.onnx.export(pipeline, (example,), str(path), input_names=[INPUT_NAME],
+        torch.onnx.export(pipeline, example, str(path), input_names=list(INPUT_NAMES),
                           output_names=list(EXPORT_OUTPUTS), opset_version=opset,
                           dynamo=False)
     graph = onnx.load(str(path))

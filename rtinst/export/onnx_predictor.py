@@ -56,13 +56,14 @@ class ONNXPredictor:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
         self.pad_value = tuple(pad_value) if self.input_format == "RGB" else tuple(pad_value[::-1])
 
-    def run(self, image: np.ndarray):
+    def run(self, image: np.ndarray, image_size=None):
         """The raw outputs (boxes, scores, classes, masks) for an image already in the graph's
-        size and channel order."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(image)})
+        size and channel order, whose top-left ``image_size`` (h, w) holds the picture (default:
+        all of it)."""
+        size = np.asarray(image_size or (self.height, self.width), dtype=np.int64)
+        return self.session.run(None, {"image": np.ascontiguousarray(image), "image_size": size})
 
     def __call__(self, original_image: np.ndarray):
         image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
@@ -72,7 +73,7 @@ class ONNXPredictor:
     def predict(self, image: np.ndarray, image_size, output_size):
         """``{"instances"}`` in the ``output_size`` (h, w) frame for an ``image`` in the graph's
         size and channel order whose top-left ``image_size`` (h, w) holds the picture."""
-        boxes, scores, classes, masks = self.run(image)
+        boxes, scores, classes, masks = self.run(image, image_size)
         (new_h, new_w), (height, width) = image_size, output_size
         instances = Instances((height, width))
         scale = np.array([width / new_w, height / new_h] * 2, dtype=np.float32)

@@ -10,7 +10,7 @@ __all__ = ["Parity", "compare_outputs"]
 
 @dataclass
 class Parity:
-    same_instances: bool  # same count, classes and order
+    same_instances: bool  # one-to-one: same count, each with a partner of its class and score
     num_instances: int
     max_score_diff: float
     max_box_diff: float  # pixels
@@ -21,25 +21,44 @@ class Parity:
                 and self.min_mask_iou >= min_iou)
 
 
-def _mask_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a.reshape(len(a), -1).astype(bool), b.reshape(len(b), -1).astype(bool)
-    union = (a | b).sum(axis=1)
-    return np.where(union > 0, (a & b).sum(axis=1) / np.maximum(union, 1), 1.0)
+def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    union = (a | b).sum()
+    return float((a & b).sum() / union) if union else 1.0
 
 
-def compare_outputs(torch_outputs, onnx_outputs) -> Parity:
+def _match(t, o, score_tol):
+    """Pairs (i, j) of PyTorch instance i and ONNX instance j of the same class, scores within
+    ``score_tol`` and the closest boxes; None when some instance has no partner. (Equal scores,
+    e.g. of identical-looking objects, may come out of top-k in either order.)"""
+    free, pairs = set(range(len(o[1]))), []
+    for i in range(len(t[1])):
+        candidates = [j for j in free
+                      if o[2][j] == t[2][i] and abs(o[1][j] - t[1][i]) <= score_tol]
+        if not candidates:
+            return None
+        j = min(candidates, key=lambda j: np.abs(o[0][j] - t[0][i]).max())
+        free.remove(j)
+        pairs.append((i, j))
+    return pairs
+
+
+def compare_outputs(torch_outputs, onnx_outputs, score_tol=1e-3) -> Parity:
     """``torch_outputs`` and ``onnx_outputs``: (boxes, scores, classes, masks) of one image from
-    ``FixedSizePipeline`` and from ONNX Runtime."""
+    ``FixedSizePipeline`` and from ONNX Runtime. Instances are paired by class, score (within
+    ``score_tol``) and box; the differences are measured between partners."""
     t = [x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in torch_outputs]
     o = [np.asarray(x) for x in onnx_outputs]
-    same = len(t[1]) == len(o[1]) and np.array_equal(t[2], o[2])
-    if not same or len(t[1]) == 0:
+    pairs = _match(t, o, score_tol) if len(t[1]) == len(o[1]) else None
+    if not pairs:
+        same = pairs is not None
         return Parity(same, len(o[1]), 0.0 if same else float("inf"),
                       0.0 if same else float("inf"), 1.0 if same else 0.0)
+    i, j = np.array(pairs).T
     return Parity(
         same_instances=True,
         num_instances=len(o[1]),
-        max_score_diff=float(np.abs(t[1] - o[1]).max()),
-        max_box_diff=float(np.abs(t[0] - o[0]).max()),
-        min_mask_iou=float(_mask_ious(t[3], o[3]).min()),
+        max_score_diff=float(np.abs(t[1][i] - o[1][j]).max()),
+        max_box_diff=float(np.abs(t[0][i] - o[0][j]).max()),
+        min_mask_iou=min(_mask_iou(t[3][a], o[3][b]) for a, b in pairs),
     )

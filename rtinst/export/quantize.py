@@ -25,8 +25,9 @@ class _LetterboxedImages(CalibrationDataReader):
         for image in images:
             if predictor.input_format == "RGB":
                 image = image[:, :, ::-1]
-            padded, _ = letterbox(image, predictor.height, predictor.width, predictor.pad_value)
-            self._inputs.append({predictor.input_name: np.ascontiguousarray(padded)})
+            padded, size = letterbox(image, predictor.height, predictor.width, predictor.pad_value)
+            self._inputs.append({"image": np.ascontiguousarray(padded),
+                                 "image_size": np.asarray(size, dtype=np.int64)})
         self._iter = iter(self._inputs)
 
     def get_next(self):
