@@ -1,6 +1,7 @@
 """ONNX export of BlitzMask's whole pipeline: parity with PyTorch on trained weights, the
 ONNX Runtime predictor, INT8 quantization, bad input."""
 import importlib.util
+import logging
 
 import cv2
 import numpy as np
@@ -159,7 +160,7 @@ def test_bad_input_is_named(trained_model, tmp_path):
         quantize_onnx(tmp_path / "x.onnx", tmp_path / "y.onnx", "static")
 
 
-def test_export_tool_checks_parity_on_a_trained_checkpoint(trained_model, tmp_path, capsys):
+def test_export_tool_checks_parity_on_a_trained_checkpoint(trained_model, tmp_path, caplog):
     spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "tools/export_onnx.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
@@ -171,9 +172,11 @@ def test_export_tool_checks_parity_on_a_trained_checkpoint(trained_model, tmp_pa
     for i, item in enumerate(batch):
         cv2.imwrite(str(images / f"{i}.png"), _hwc(item)[:, :, ::-1])
     output = tmp_path / "out" / "model.onnx"
+    caplog.set_level(logging.INFO, logger="rtinst.export")
     code = tool.main(["--config-file", str(ROOT / "configs/BlitzMask/MNV2_shapes.yaml"),
                       "--output", str(output), "--size", str(SIZE), str(SIZE),
-                      "--images", str(images), "--quantize", "dynamic",
+                      "--images", str(images), "--quantize", "dynamic", "--time", "1",
                       "--opts", *TINY_OPTS, "MODEL.WEIGHTS", str(weights)])
     assert code == 0
     assert output.is_file() and output.with_suffix(".int8.onnx").is_file()
+    assert "fp32: graph alone" in caplog.text and "int8: graph alone" in caplog.text

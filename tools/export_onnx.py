@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 
 import numpy as np
 import torch
@@ -51,6 +52,10 @@ def parse_args(argv=None):
                         help="also write an INT8 model next to --output (*.int8.onnx)")
     parser.add_argument("--evaluate", metavar="DATASET",
                         help="COCO AP of the ONNX model(s) on this registered dataset")
+    parser.add_argument("--time", type=int, default=0, metavar="ROUNDS",
+                        help="median time of the graph alone (letterboxed --images in, outputs "
+                             "at the export size) over ROUNDS passes over the images")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")
     parser.add_argument("--opts", nargs=argparse.REMAINDER, default=[],
                         help="KEY VALUE ... (must come last)")
     return parser.parse_args(argv)
@@ -86,6 +91,24 @@ def check_parity(model, predictor, images):
     return reports
 
 
+def graph_time_ms(predictor, images, rounds):
+    """Median milliseconds of ``predictor.run`` (the graph alone) on letterboxed ``images``, after
+    one untimed pass."""
+    frames = []
+    for image in images:
+        if predictor.input_format == "RGB":
+            image = image[:, :, ::-1]
+        frames.append(letterbox(image, predictor.height, predictor.width, predictor.pad_value))
+    times = []
+    for round_index in range(rounds + 1):
+        for frame, size in frames:
+            start = time.perf_counter()
+            predictor.run(frame, size)
+            if round_index:
+                times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
@@ -111,6 +134,10 @@ def main(argv=None):
         models["int8"] = quantize_onnx(path, path.with_suffix(".int8.onnx"), args.quantize,
                                        images)
         logger.info(f"wrote {models['int8']} ({args.quantize} INT8)")
+    if args.time:
+        for name, model_path in models.items():
+            ms = graph_time_ms(ONNXPredictor(model_path, args.threads), images, args.time)
+            logger.info(f"{name}: graph alone {ms:.1f} ms (median, {args.threads} threads)")
     if args.evaluate:
         if args.evaluate not in DatasetCatalog.list():
             sys.exit(f"error: --evaluate {args.evaluate}: not a registered dataset")
