@@ -7,8 +7,8 @@ Examples:
   python tools/benchmark.py --baseline mask_rcnn \\
       --config-file zoo:COCO-Detection/retinanet_R_50_FPN_1x.yaml --input-size 320 --device cpu \\
       --threads 2 --num-detections 10,50,100 --json out.json --markdown out.md
-  python tools/benchmark.py --config-file configs/BlitzMask/blitzmask_MNv2_320.yaml \
-      --baseline mask_rcnn --input-size 320x320 --device cpu --threads 2 --num-detections 10 \
+  python tools/benchmark.py --config-file configs/BlitzMask/blitzmask_MNv2_320.yaml \\
+      --baseline mask_rcnn --input-size 320x320 --device cpu --threads 2 --num-detections 10 \\
       --onnx --flops --time-modules head.coefficients head.spanning_set masks
 """
 
