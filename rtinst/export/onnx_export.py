@@ -57,8 +57,9 @@ class FixedSizePipeline(nn.Module):
 def export_onnx(model: nn.Module, path, height: int, width: int, input_format: str = "BGR",
                 opset: int = 17) -> Path:
     """Writes ``model``'s ``FixedSizePipeline`` at ``height`` x ``width`` to ``path``, checks it
-    with the ONNX checker and records ``input_format`` (the channel order the graph expects) in
-    its metadata. Returns the path."""
+    with the ONNX checker and records in its metadata ``input_format`` (the channel order the
+    graph expects), the size and the colour that pads letterboxed images (the pixel mean).
+    Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pipeline = FixedSizePipeline(model, height, width)
@@ -70,7 +71,9 @@ def export_onnx(model: nn.Module, path, height: int, width: int, input_format: s
                           dynamo=False)
     graph = onnx.load(str(path))
     onnx.checker.check_model(graph, full_check=True)
+    pad_value = ",".join(str(round(float(v))) for v in model.pixel_mean.flatten())
     onnx.helper.set_model_props(graph, {"input_format": input_format,
-                                        "input_size": f"{height},{width}"})
+                                        "input_size": f"{height},{width}",
+                                        "pad_value": pad_value})
     onnx.save(graph, str(path))
     return path

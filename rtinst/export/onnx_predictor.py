@@ -3,7 +3,7 @@ Detectron2 ``Instances``, as ``DefaultPredictor`` does for the PyTorch model.
 
 The graph has a fixed input size: the image is resized keeping its aspect ratio so that it fits
 (the longer side as in ``ResizeShortestEdge`` with equal min/max sizes), padded at the bottom /
-right with the mean colour, and the outputs are mapped back to the original image.
+right with the model's mean colour, and the outputs are mapped back to the original image.
 """
 from pathlib import Path
 
@@ -35,12 +35,12 @@ def letterbox(image: np.ndarray, height: int, width: int, fill):
 class ONNXPredictor:
     """Call with one BGR (h, w, 3) uint8 image (as read by cv2): ``{"instances": Instances}``."""
 
-    def __init__(self, path, num_threads: int = 2, pad_value=(124, 116, 104)):
+    def __init__(self, path, num_threads: int = 2):
         """
         Args:
-            path: an ONNX file written by ``export_onnx``.
+            path: an ONNX file written by ``export_onnx`` (its metadata give the input size, the
+                channel order and the colour that pads letterboxed images).
             num_threads: ONNX Runtime intra-op threads.
-            pad_value: the RGB colour that pads the letterboxed image (the models' pixel mean).
         """
         path = Path(path)
         if not path.is_file():
@@ -56,7 +56,7 @@ class ONNXPredictor:
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
-        self.pad_value = tuple(pad_value) if self.input_format == "RGB" else tuple(pad_value[::-1])
+        self.pad_value = tuple(int(v) for v in props.get("pad_value", "0,0,0").split(","))
 
     def run(self, image: np.ndarray, image_size=None):
         """The raw outputs (boxes, scores, classes, masks) for an image already in the graph's
