@@ -93,10 +93,10 @@ def test_size_weights_sum_to_one_per_instance_and_peak_mode_is_one_hot():
 
 
 def test_empty_masks_are_left_out_and_soft_masks_average_each_cell():
-    full = torch.zeros(8, 8, dtype=torch.bool)
-    full[0:2, 0:4] = True  # half of cell (0, 0), all of... 2 rows of cell row 0
+    half = torch.zeros(8, 8, dtype=torch.bool)
+    half[0:2, 0:4] = True  # the top half of cell (0, 0) (cells are 4x4 pixels)
     empty = torch.zeros(8, 8, dtype=torch.bool)
-    t = build_targets(_instances([full, empty], [[0, 0, 4, 2], [4, 4, 6, 6]], [0, 0], (8, 8)),
+    t = build_targets(_instances([half, empty], [[0, 0, 4, 2], [4, 4, 6, 6]], [0, 0], (8, 8)),
                       num_classes=1, height=2, width=2, stride=4, alpha=0.54,
                       size_region="gaussian")
     assert len(t.classes) == 1
