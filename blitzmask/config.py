@@ -1,7 +1,7 @@
 """BlitzMask's config keys (``add_blitzmask_config``).
 
 The paper (Sec. 2) fixes the structure, not the widths: the defaults below are ours, chosen so
-that the MobileNetV2 model at 320x320 stays within a mobile budget (see README).
+that the MobileNetV2 model at 320x320 stays within a mobile budget (0.9 GFLOPs in all).
 """
 from detectron2.config import CfgNode as CN
 
@@ -20,7 +20,9 @@ def add_blitzmask_config(cfg):
     # targets (Sec. 2.2): elliptical Gaussian at the mask's centre of mass, with standard
     # deviations ALPHA * box width / 6 and ALPHA * box height / 6
     _C.GAUSSIAN_ALPHA = 0.54
-    _C.SIZE_REGION = "gaussian"  # size loss at every location its object's Gaussian covers
+    # where the size loss applies: "gaussian" (every cell of the box, weighted by the object's
+    # Gaussian) or "peak" (the peak cell only)
+    _C.SIZE_REGION = "gaussian"
     # losses
     _C.FOCAL_ALPHA = 2.0  # exponent of (1 - p) (CenterNet's alpha)
     _C.FOCAL_BETA = 4.0  # penalty reduction (1 - y)^beta around each peak
@@ -28,7 +30,7 @@ def add_blitzmask_config(cfg):
     _C.HEATMAP_LOSS_WEIGHT = 1.0
     _C.SIZE_L1_LOSS_WEIGHT = 0.1  # L1 on the distances, in stride units
     _C.SIZE_IOU_LOSS_WEIGHT = 1.0  # UnitBox: -log IoU
-    _C.MASK_BCE_LOSS_WEIGHT = 1.0  # foreground/background-balanced cross-entropy
+    _C.MASK_BCE_LOSS_WEIGHT = 1.0  # cross-entropy averaged over each object's box
     _C.MASK_DICE_LOSS_WEIGHT = 1.0
 
     # inference (Sec. 2.1, Fig. 1)

@@ -37,6 +37,8 @@ def _branch(in_channels, channels, num_convs, out_channels, norm):
 
 
 class LiteHead(nn.Module):
+    """The four branches; the heatmap starts at ``prior_prob`` everywhere (focal-loss init)."""
+
     def __init__(self, in_channels, num_classes, num_bases, channels=64, num_convs=1, norm="BN",
                  prior_prob=0.1):
         super().__init__()
