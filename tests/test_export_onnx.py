@@ -15,7 +15,6 @@ from rtinst.export import (
     ONNXPredictor,
     compare_outputs,
     export_onnx,
-    letterbox,
     quantize_onnx,
 )
 from test_blitzmask import TINY_OPTS, tiny_cfg
@@ -99,15 +98,10 @@ def test_no_detections_in_the_letterbox_padding(exported, trained_model):
     wide = np.full((SIZE // 2, SIZE, 3), 20, np.uint8)  # letterboxed into the top half
     wide[8:40, 40:80, 0] = 230
     out = predictor(wide[:, :, ::-1])["instances"]
-    boxes, _, _, _ = predictor.run(*_letterboxed(predictor, wide))
+    boxes, _, _, _ = predictor.run(*predictor.prepare(wide[:, :, ::-1]))
     assert out.image_size == (SIZE // 2, SIZE)
     centres_y = (boxes[:, 1] + boxes[:, 3]) / 2
     assert (centres_y < SIZE // 2 + 4).all()  # peaks (box centres +- a cell) in the picture
-
-
-def _letterboxed(predictor, rgb):
-    padded, size = letterbox(rgb, predictor.height, predictor.width, predictor.pad_value)
-    return padded, size
 
 
 def test_whole_pipeline_is_inside_the_graph(exported):

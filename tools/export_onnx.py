@@ -30,7 +30,6 @@ from rtinst.export import (
     compare_outputs,
     evaluate_onnx,
     export_onnx,
-    letterbox,
     quantize_onnx,
 )
 
@@ -82,9 +81,7 @@ def check_parity(model, predictor, images):
     pipeline = FixedSizePipeline(model, predictor.height, predictor.width)
     reports = []
     for image in images:
-        if predictor.input_format == "RGB":
-            image = image[:, :, ::-1]
-        padded, size = letterbox(image, predictor.height, predictor.width, predictor.pad_value)
+        padded, size = predictor.prepare(image)
         with torch.no_grad():
             expected = pipeline(torch.from_numpy(np.ascontiguousarray(padded)), torch.tensor(size))
         reports.append(compare_outputs(expected, predictor.run(padded, size)))
@@ -94,11 +91,7 @@ def check_parity(model, predictor, images):
 def graph_time_ms(predictor, images, rounds):
     """Median milliseconds of ``predictor.run`` (the graph alone) on letterboxed ``images``, after
     one untimed pass."""
-    frames = []
-    for image in images:
-        if predictor.input_format == "RGB":
-            image = image[:, :, ::-1]
-        frames.append(letterbox(image, predictor.height, predictor.width, predictor.pad_value))
+    frames = [predictor.prepare(image) for image in images]
     times = []
     for round_index in range(rounds + 1):
         for frame, size in frames:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
@@ -45,17 +44,16 @@ class ONNXPredictor:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False)
-                 .metadata_props}
-        if "input_size" not in props:
-            raise ValueError(f"{path} was not written by rtinst's export_onnx (no input_size)")
-        self.height, self.width = (int(v) for v in props["input_size"].split(","))
-        self.input_format = props.get("input_format", "BGR")
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), options,
                                             providers=["CPUExecutionProvider"])
+        props = self.session.get_modelmeta().custom_metadata_map
+        if "input_size" not in props:
+            raise ValueError(f"{path} was not written by rtinst's export_onnx (no input_size)")
+        self.height, self.width = (int(v) for v in props["input_size"].split(","))
+        self.input_format = props.get("input_format", "BGR")
         self.pad_value = tuple(int(v) for v in props.get("pad_value", "0,0,0").split(","))
 
     def run(self, image: np.ndarray, image_size=None):
@@ -66,9 +64,13 @@ class ONNXPredictor:
         return self.session.run(None, {"image": np.ascontiguousarray(image), "image_size": size})
 
     def __call__(self, original_image: np.ndarray):
-        image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
-        padded, resized_size = letterbox(image, self.height, self.width, self.pad_value)
-        return self.predict(padded, resized_size, original_image.shape[:2])
+        return self.predict(*self.prepare(original_image), original_image.shape[:2])
+
+    def prepare(self, bgr_image: np.ndarray):
+        """``bgr_image`` as the graph takes it: (letterboxed image in the graph's channel order,
+        (h, w) of the picture inside it)."""
+        image = bgr_image[:, :, ::-1] if self.input_format == "RGB" else bgr_image
+        return letterbox(image, self.height, self.width, self.pad_value)
 
     def predict(self, image: np.ndarray, image_size, output_size):
         """``{"instances"}`` in the ``output_size`` (h, w) frame for an ``image`` in the graph's
@@ -76,11 +78,9 @@ class ONNXPredictor:
         boxes, scores, classes, masks = self.run(image, image_size)
         (new_h, new_w), (height, width) = image_size, output_size
         instances = Instances((height, width))
-        scale = np.array([width / new_w, height / new_h] * 2, dtype=np.float32)
-        boxes = torch.from_numpy(boxes * scale)
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-        instances.pred_boxes = Boxes(boxes)
+        instances.pred_boxes = Boxes(torch.from_numpy(boxes))
+        instances.pred_boxes.scale(width / new_w, height / new_h)
+        instances.pred_boxes.clip((height, width))
         instances.scores = torch.from_numpy(scores)
         instances.pred_classes = torch.from_numpy(classes)
         masks = torch.from_numpy(masks[:, :new_h, :new_w]).float()

@@ -12,7 +12,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from .onnx_predictor import ONNXPredictor, letterbox
+from .onnx_predictor import ONNXPredictor
 
 __all__ = ["quantize_onnx"]
 
@@ -23,9 +23,7 @@ class _LetterboxedImages(CalibrationDataReader):
     def __init__(self, predictor: ONNXPredictor, images):
         self._inputs = []
         for image in images:
-            if predictor.input_format == "RGB":
-                image = image[:, :, ::-1]
-            padded, size = letterbox(image, predictor.height, predictor.width, predictor.pad_value)
+            padded, size = predictor.prepare(image)
             self._inputs.append({"image": np.ascontiguousarray(padded),
                                  "image_size": np.asarray(size, dtype=np.int64)})
         self._iter = iter(self._inputs)
