@@ -2,6 +2,11 @@
 """Trains and evaluates several configs in one run, each with the same overrides (seed, schedule,
 inputs), through train_net.py, and prints their COCO box and mask AP side by side.
 
+Each config's result is saved in its output folder (``result.json``) as soon as it is evaluated.
+``--resume`` continues an interrupted comparison: saved results are reused, and the config that
+was training continues from its last checkpoint (``train_net.py --resume``; add e.g.
+``SOLVER.CHECKPOINT_PERIOD 50`` to the overrides so that little is lost to a kill).
+
 Example (BlendMask against Detectron2's Mask R-CNN on the same MobileNetV2-FPN, embedded data):
   python tools/compare_methods.py --output output/compare --markdown compare.md \\
       --config-file configs/Mask-RCNN/MNV2_FPN_shapes.yaml configs/BlendMask/MNV2_FPN_shapes.yaml \\
@@ -16,6 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+RESULT_FILE = "result.json"
 
 
 def parse_args(argv=None):
@@ -25,6 +31,9 @@ def parse_args(argv=None):
     parser.add_argument("--config-file", nargs="+", required=True, metavar="CONFIG")
     parser.add_argument("--output", required=True, help="folder; one OUTPUT_DIR per config")
     parser.add_argument("--num-gpus", type=int, default=1)
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse saved results; continue an unfinished config from its "
+                             "last checkpoint")
     parser.add_argument("--markdown", metavar="FILE", help="also write the table here")
     parser.add_argument("--json", metavar="FILE", help="also write the results here")
     parser.add_argument(
@@ -61,14 +70,38 @@ def run_name(config):
     return f"{path.parent.name}_{path.stem}"
 
 
-def train_and_evaluate(config, output_dir, num_gpus, opts):
+def saved_result(output_dir, config, opts):
+    """The result saved by an earlier run of the same comparison, or None if there is none.
+
+    A result made with other overrides would not be comparable: that is an error, not a rerun.
+    """
+    path = Path(output_dir) / RESULT_FILE
+    if not path.is_file():
+        return None
+    row = json.loads(path.read_text())
+    if row.get("config") != config or row.get("opts") != list(opts):
+        raise SystemExit(
+            f"{path} holds a result of {row.get('config')} with overrides {row.get('opts')}, "
+            f"not of {config} with {list(opts)}: use another --output, or remove that folder"
+        )
+    return row
+
+
+def train_and_evaluate(config, output_dir, num_gpus, opts, resume=False):
+    """Trains and evaluates one config; with ``resume`` continues from its last checkpoint.
+
+    ``seconds`` is the wall time of this call only, so it is None for a continued run."""
+    resumed = resume and (Path(output_dir) / "last_checkpoint").is_file()
     cmd = [sys.executable, str(ROOT / "train_net.py"), "--config-file", config,
-           "--num-gpus", str(num_gpus), *opts, "OUTPUT_DIR", str(output_dir)]
+           "--num-gpus", str(num_gpus), *(["--resume"] if resume else []),
+           *opts, "OUTPUT_DIR", str(output_dir)]
     print("$", " ".join(cmd), flush=True)
     start = time.perf_counter()
     subprocess.run(cmd, cwd=ROOT, check=True)
-    return {"config": config, "seconds": time.perf_counter() - start,
-            **final_results(output_dir)}
+    seconds = None if resumed else time.perf_counter() - start
+    row = {"config": config, "opts": list(opts), "seconds": seconds, **final_results(output_dir)}
+    (Path(output_dir) / RESULT_FILE).write_text(json.dumps(row, indent=2) + "\n")
+    return row
 
 
 def markdown_table(rows):
@@ -87,10 +120,13 @@ def markdown_table(rows):
 
 def main(argv=None):
     args = parse_args(argv)
-    rows = [
-        train_and_evaluate(config, Path(args.output) / run_name(config), args.num_gpus, args.opts)
-        for config in args.config_file
-    ]
+    rows = []
+    for config in args.config_file:
+        output_dir = Path(args.output) / run_name(config)
+        row = saved_result(output_dir, config, args.opts) if args.resume else None
+        if row is None:
+            row = train_and_evaluate(config, output_dir, args.num_gpus, args.opts, args.resume)
+        rows.append(row)
     table = markdown_table(rows)
     print(table)
     if args.markdown:
