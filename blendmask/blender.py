@@ -21,6 +21,8 @@ from detectron2.layers import cat
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.structures import Boxes, Instances
 
+from rtinst.modeling.fcos import mean_over_workers
+
 __all__ = ["Blender", "blend"]
 
 TOP_INTERP_MODES = ("bilinear", "nearest")
@@ -61,6 +63,7 @@ class Blender(nn.Module):
         sampling_ratio: int,
         basis_stride: int,
         instance_loss_weight: float = 1.0,
+        centerness_weighted_loss: bool = True,
     ):
         """
         Args:
@@ -70,6 +73,10 @@ class Blender(nn.Module):
             sampling_ratio: RoIAlign sampling points per bin (the paper: 1).
             basis_stride: output stride of the bases (the pooler's scale is its inverse).
             instance_loss_weight: weight of the mask loss.
+            centerness_weighted_loss: weigh each positive location's mask loss by its FCOS
+                centerness target (as the reference implementation, AdelaiDet, does), so
+                that the central locations whose attentions are used at inference count most;
+                False: a plain mean over the locations.
         """
         super().__init__()
         if top_interp not in TOP_INTERP_MODES:
@@ -80,6 +87,7 @@ class Blender(nn.Module):
         self.bottom_resolution = bottom_resolution
         self.top_interp = top_interp
         self.instance_loss_weight = instance_loss_weight
+        self.centerness_weighted_loss = centerness_weighted_loss
         self.pooler = ROIPooler(
             output_size=bottom_resolution,
             scales=(1.0 / basis_stride,),
@@ -99,6 +107,7 @@ class Blender(nn.Module):
             "sampling_ratio": bcfg.POOLER_SAMPLING_RATIO,
             "basis_stride": basis_stride,
             "instance_loss_weight": bcfg.INSTANCE_LOSS_WEIGHT,
+            "centerness_weighted_loss": bcfg.CENTERNESS_WEIGHTED_LOSS,
         }
 
     @property
@@ -129,11 +138,15 @@ class Blender(nn.Module):
 
     def loss(self, bases: torch.Tensor, positives: Instances, gt_instances: List[Instances]):
         """Mask loss (BCE on R x R) of every positive location of the batch, each blended from
-        its own attention and its ground-truth box (the paper's training proposals).
+        its own attention and its ground-truth box (the paper's training proposals); averaged
+        over the locations, weighted by their centerness targets if ``centerness_weighted_loss``.
 
-        ``positives`` carries ``gt_inds`` (into the concatenation of all images' ground truth)
-        and ``top_feats``; the bases are pooled once per ground-truth box, not per location.
+        ``positives`` carries ``gt_inds`` (into the concatenation of all images' ground truth),
+        ``top_feats`` and ``ctrness_targets``; the bases are pooled once per ground-truth box,
+        not per location.
         """
+        if self.centerness_weighted_loss:  # before any return: every worker must join the mean
+            weight_sum = mean_over_workers(positives.ctrness_targets.sum()).clamp(min=1e-6)
         if len(positives) == 0:  # keep every input in the graph (DDP needs used parameters)
             return {"loss_mask": bases.sum() * 0 + positives.top_feats.sum() * 0}
         rois = self.pool(bases, [x.gt_boxes for x in gt_instances])
@@ -144,7 +157,13 @@ class Blender(nn.Module):
         masks = self.merge(rois[positives.gt_inds], positives.top_feats)
         targets = targets[positives.gt_inds]
         if self.num_bases > 1:
-            loss = F.binary_cross_entropy_with_logits(masks, targets)
+            pixel_losses = F.binary_cross_entropy_with_logits(masks, targets, reduction="none")
         else:
-            loss = F.binary_cross_entropy(masks.clamp(1e-6, 1 - 1e-6), targets)
+            pixel_losses = F.binary_cross_entropy(masks.clamp(1e-6, 1 - 1e-6), targets,
+                                                  reduction="none")
+        location_losses = pixel_losses.flatten(1).mean(dim=1)
+        if self.centerness_weighted_loss:
+            loss = (location_losses * positives.ctrness_targets).sum() / weight_sum
+        else:
+            loss = location_losses.mean()
         return {"loss_mask": loss * self.instance_loss_weight}

@@ -18,6 +18,9 @@ def add_blendmask_config(cfg):
     _C.POOLER_TYPE = "ROIAlignV2"
     _C.POOLER_SAMPLING_RATIO = 1
     _C.INSTANCE_LOSS_WEIGHT = 1.0
+    # weigh each positive location's mask loss by its FCOS centerness target (AdelaiDet's loss);
+    # False: a plain mean over the positive locations
+    _C.CENTERNESS_WEIGHTED_LOSS = True
     _C.MASK_THRESHOLD = 0.5  # pixel probability above which a pasted mask is foreground
 
     cfg.MODEL.BASIS_MODULE = CN()

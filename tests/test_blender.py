@@ -11,10 +11,10 @@ from detectron2.structures import Boxes, Instances, PolygonMasks
 
 
 def make_blender(num_bases=2, attn_size=2, resolution=4, top_interp="nearest",
-                 pooler_type="ROIAlignV2", basis_stride=4):
+                 pooler_type="ROIAlignV2", basis_stride=4, **kwargs):
     return Blender(num_bases=num_bases, attn_size=attn_size, bottom_resolution=resolution,
                    top_interp=top_interp, pooler_type=pooler_type, sampling_ratio=1,
-                   basis_stride=basis_stride)
+                   basis_stride=basis_stride, **kwargs)
 
 
 def test_eq3_eq4_softmax_over_bases_then_weighted_sum():
@@ -100,8 +100,10 @@ def test_eq1_roipool_option_max_pools_quantised_bins():
     torch.testing.assert_close(pooled[0, 0], torch.tensor([1.0, 3.0, 5.0, 7.0]).expand(4, 4))
 
 
-def _positives(gt_inds, attentions):
-    return Instances((64, 64), gt_inds=torch.tensor(gt_inds), top_feats=attentions)
+def _positives(gt_inds, attentions, ctrness=None):
+    ctrness = torch.ones(len(gt_inds)) if ctrness is None else torch.tensor(ctrness)
+    return Instances((64, 64), gt_inds=torch.tensor(gt_inds), top_feats=attentions,
+                     ctrness_targets=ctrness)
 
 
 def _gt(boxes):
@@ -140,6 +142,26 @@ def test_mask_loss_targets_are_the_gt_masks_cropped_to_their_boxes():
     good = blender.loss(left, _positives([0], attentions), [gt])["loss_mask"]
     bad = blender.loss(-left, _positives([0], attentions), [gt])["loss_mask"]
     assert good < 1e-3 < 10 < bad
+
+
+def test_mask_loss_weighs_each_location_by_its_centerness_target():
+    # one gt box whose polygon is its left half; bases: +/-20 on the left / right half (basis 0)
+    # and the opposite (basis 1). Location A attends to basis 0 (right mask, loss ~0), location
+    # B to basis 1 (every pixel wrong by a logit of 20: loss 20 + log(1 + e^-20) ~ 20).
+    gt = Instances((64, 64), gt_boxes=Boxes(torch.tensor([[0.0, 0.0, 32.0, 32.0]])),
+                   gt_masks=PolygonMasks([[[0, 0, 16, 0, 16, 32, 0, 32]]]),
+                   gt_classes=torch.zeros(1).long())
+    basis = torch.full((16, 16), -20.0)
+    basis[:, :4] = 20.0
+    bases = torch.stack([basis, -basis])[None]
+    attentions = torch.tensor([[30.0, -30.0], [-30.0, 30.0]])  # M = 1: A -> basis 0, B -> 1
+    positives = _positives([0, 0], attentions, ctrness=[1.0, 0.25])
+    weighted = make_blender(num_bases=2, attn_size=1, resolution=4).loss(bases, positives, [gt])
+    # (1 * 0 + 0.25 * 20) / (1 + 0.25) = 4; the plain mean would be (0 + 20) / 2 = 10
+    torch.testing.assert_close(weighted["loss_mask"], torch.tensor(4.0), rtol=1e-5, atol=1e-5)
+    plain = make_blender(num_bases=2, attn_size=1, resolution=4,
+                         centerness_weighted_loss=False).loss(bases, positives, [gt])
+    torch.testing.assert_close(plain["loss_mask"], torch.tensor(10.0), rtol=1e-5, atol=1e-5)
 
 
 def test_no_positives_gives_a_zero_loss_with_a_graph():

@@ -93,8 +93,9 @@ def test_proposals_positives_and_box_features_in_training():
     assert (positives.gt_inds == positives.im_inds).all()
     assert (positives.labels == torch.tensor([0, 2])[positives.im_inds]).all()
     assert positives.top_feats.shape == (len(positives), 5) and positives.top_feats.requires_grad
-    for field in ("fpn_levels", "locations", "reg_targets"):
+    for field in ("fpn_levels", "locations", "reg_targets", "ctrness_targets"):
         assert len(positives.get(field)) == len(positives)
+    assert ((positives.ctrness_targets > 0) & (positives.ctrness_targets <= 1)).all()
     # a positive location lies inside its box
     boxes = torch.cat([g.gt_boxes.tensor for g in gt])[positives.gt_inds]
     x, y = positives.locations.unbind(1)

@@ -135,8 +135,9 @@ class FCOS(nn.Module):
               "positives" (``top_module`` given): one ``Instances`` over all positive locations
                   of the batch (image_size = padded batch size) with ``im_inds`` (image index),
                   ``gt_inds`` (index into the concatenation of all images' gt boxes),
-                  ``labels``, ``fpn_levels``, ``locations`` (x, y), ``reg_targets`` and
-                  ``top_feats`` (the ``top_module`` output at that location, with gradient);
+                  ``labels``, ``fpn_levels``, ``locations`` (x, y), ``reg_targets``,
+                  ``ctrness_targets`` and ``top_feats`` (the ``top_module`` output at that
+                  location, with gradient);
               "box_features" (``yield_box_features``): {level name: box-tower output}.
 
             Inference: ``results`` = per image ``Instances`` (``pred_boxes``, ``scores``,
@@ -191,5 +192,6 @@ class FCOS(nn.Module):
             fpn_levels=targets["fpn_levels"][location_inds],
             locations=cat(locations)[location_inds],
             reg_targets=targets["reg_targets"][im_inds, location_inds],
+            ctrness_targets=targets["ctrness_targets"][im_inds, location_inds],
             top_feats=_flatten_levels(top_feats)[im_inds, location_inds],
         )

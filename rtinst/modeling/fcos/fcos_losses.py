@@ -44,7 +44,8 @@ def ltrb_iou_loss(pred: torch.Tensor, target: torch.Tensor, loss_type: str) -> t
     raise ValueError(f"LOC_LOSS_TYPE must be 'iou', 'linear_iou' or 'giou', got {loss_type!r}")
 
 
-def _mean_over_workers(value: torch.Tensor) -> torch.Tensor:
+def mean_over_workers(value: torch.Tensor) -> torch.Tensor:
+    """``value`` averaged over the data-parallel workers (itself with one worker)."""
     world_size = comm.get_world_size()
     if world_size > 1:
         value = value.clone()
@@ -81,7 +82,7 @@ class FCOSLosses:
                 same units as ``bbox_reg``.
         """
         positive = labels != self.num_classes
-        num_pos = _mean_over_workers(positive.sum().to(logits.dtype)).clamp(min=1.0)
+        num_pos = mean_over_workers(positive.sum().to(logits.dtype)).clamp(min=1.0)
 
         class_targets = F.one_hot(labels, self.num_classes + 1)[:, : self.num_classes].to(logits)
         loss_cls = sigmoid_focal_loss(
@@ -89,7 +90,7 @@ class FCOSLosses:
         ) / num_pos
 
         ctr_targets = ctrness_targets[positive]
-        ctr_weight_sum = _mean_over_workers(ctr_targets.sum()).clamp(min=IOU_EPS)
+        ctr_weight_sum = mean_over_workers(ctr_targets.sum()).clamp(min=IOU_EPS)
         loc = ltrb_iou_loss(bbox_reg[positive], reg_targets[positive], self.loc_loss_type)
         loss_loc = (loc * ctr_targets).sum() / ctr_weight_sum
 
