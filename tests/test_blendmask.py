@@ -4,7 +4,7 @@ import pytest
 import torch
 from shared_files import assert_reference_checkpoint_loads
 from tiny_fcos import batch_with_masks, predict_untrained, tiny_fcos_cfg, without_gradient
-from train_net_runner import ROOT, losses_not_falling
+from train_net_runner import ROOT, SHORT_SHAPES_RUN, losses_not_falling, run_train_net
 
 from blendmask import BlendMask
 from detectron2.modeling import build_model
@@ -92,3 +92,14 @@ def test_a_few_iterations_on_the_embedded_data_make_every_loss_fall(tmp_path):
         "MODEL.BASIS_MODULE.CONVS_DIM", "64", "MODEL.BLENDMASK.ATTN_SIZE", "7",
     )
     assert not_falling == {}
+
+
+def test_two_process_data_parallel_training(tmp_path):
+    """Two gloo workers train: the mask loss's centerness normaliser is averaged over them (a
+    collective), and every parameter gets a gradient (DDP fails on unused ones)."""
+    out = tmp_path / "ddp"
+    res = run_train_net(ROOT / "configs/BlendMask/MNV2_FPN_shapes.yaml", "--num-gpus", "2",
+                        *SHORT_SHAPES_RUN, "SOLVER.MAX_ITER", "4", "OUTPUT_DIR", str(out),
+                        timeout=600)
+    assert "World size: 2" in res.stdout + res.stderr
+    assert torch.load(out / "model_final.pth", weights_only=True)["iteration"] == 3
