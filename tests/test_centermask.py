@@ -115,6 +115,7 @@ def test_default_predictor_returns_masks_at_image_resolution_and_mask_scores():
 def test_a_few_iterations_on_the_embedded_data_make_every_loss_fall(tmp_path):
     not_falling = losses_not_falling(
         ROOT / "configs/CenterMask/MNV2_FPN_shapes.yaml", tmp_path / "run", LOSSES,
-        "MODEL.ROI_MASK_HEAD.CONV_DIM", "64", "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", "64",
+        "MODEL.ROI_MASK_HEAD.NUM_CONV", "2", "MODEL.ROI_MASK_HEAD.CONV_DIM", "64",
+        "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", "64",
     )
     assert not_falling == {}
