@@ -88,3 +88,36 @@ def test_partially_matching_checkpoint_loads_what_fits(tmp_path):
 def test_unreachable_url_is_a_clear_error():
     with pytest.raises(CheckpointError, match="MODEL.WEIGHTS"):
         SafeCheckpointer(_model()).load("https://127.0.0.1:9/does-not-exist.pth")
+
+
+def test_a_save_killed_midway_leaves_the_previous_checkpoint_and_tag(tmp_path, monkeypatch):
+    model = _model()
+    checkpointer = SafeCheckpointer(model, str(tmp_path))
+    checkpointer.save("model_0000001", iteration=1)
+    checkpointer.save("model_0000002", iteration=2)
+
+    def killed_while_writing(data, f):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # what the kill would leave: a partial write, nothing after it
+
+    monkeypatch.setattr(torch, "save", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        checkpointer.save("model_0000002", iteration=3)  # overwrites a tagged file
+    with pytest.raises(KeyboardInterrupt):
+        checkpointer.save("model_0000003", iteration=3)
+    monkeypatch.undo()
+
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000002.pth"
+    assert not (tmp_path / "model_0000003.pth").exists()
+    resumed = SafeCheckpointer(_model(), str(tmp_path)).resume_or_load("", resume=True)
+    assert resumed["iteration"] == 2
+
+
+def test_the_tag_is_replaced_whole(tmp_path, monkeypatch):
+    checkpointer = SafeCheckpointer(_model(), str(tmp_path))
+    checkpointer.tag_last_checkpoint("model_0000001.pth")
+    replaced = []
+    monkeypatch.setattr(os, "replace", lambda src, dst: replaced.append((src, dst)))
+    checkpointer.tag_last_checkpoint("model_0000002.pth")  # "killed" before the rename
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
+    assert replaced == [(str(tmp_path / "last_checkpoint.tmp"), str(tmp_path / "last_checkpoint"))]

@@ -4,7 +4,10 @@
 * ``.pkl`` files (Detectron2 / Caffe2 model-zoo format) load with an unpickler that only
   rebuilds numpy arrays and plain containers;
 * a missing or unreadable file, a file that is not a checkpoint, or a checkpoint that matches
-  none of the model's parameters raises an error naming the file.
+  none of the model's parameters raises an error naming the file;
+* checkpoints and the ``last_checkpoint`` tag are written to a temporary file and renamed, so a
+  job killed while saving leaves the previous checkpoint and tag intact for ``--resume`` (fvcore
+  writes in place: a kill could leave an empty tag or a truncated checkpoint).
 """
 import contextlib
 import logging
@@ -64,7 +67,36 @@ def _arrays_only_pickle():
         detection_checkpoint.pickle = original
 
 
+def _replace_atomically(path, write, mode):
+    """Writes ``path`` through ``write(file)`` into a temporary file next to it, then renames
+    that over ``path`` (atomic on POSIX): readers see the old content or the new, never a part."""
+    tmp = f"{path}.tmp"
+    with open(tmp, mode) as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 class SafeCheckpointer(DetectionCheckpointer):
+    def save(self, name, **kwargs):
+        if not self.save_dir or not self.save_to_disk or not os.path.isdir(self.save_dir):
+            return super().save(name, **kwargs)  # nothing to save, or a remote folder
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        self.logger.info(f"Saving checkpoint to {path}")
+        _replace_atomically(path, lambda f: torch.save(data, f), "wb")
+        self.tag_last_checkpoint(basename)
+
+    def tag_last_checkpoint(self, last_filename_basename):
+        if not os.path.isdir(self.save_dir):
+            return super().tag_last_checkpoint(last_filename_basename)
+        _replace_atomically(os.path.join(self.save_dir, "last_checkpoint"),
+                            lambda f: f.write(last_filename_basename), "w")
+
     def load(self, path, *args, **kwargs):
         if path:
             path = _fetch_or_fail(path) if "://" in path else path
