@@ -121,3 +121,10 @@ def test_the_tag_is_replaced_whole(tmp_path, monkeypatch):
     checkpointer.tag_last_checkpoint("model_0000002.pth")  # "killed" before the rename
     assert (tmp_path / "last_checkpoint").read_text() == "model_0000001.pth"
     assert replaced == [(str(tmp_path / "last_checkpoint.tmp"), str(tmp_path / "last_checkpoint"))]
+
+
+def test_an_empty_tag_is_a_clear_error(tmp_path):
+    SafeCheckpointer(_model(), str(tmp_path)).save("model_0000001")
+    (tmp_path / "last_checkpoint").write_text("")  # what an older, in-place save could leave
+    with pytest.raises(CheckpointError, match="last_checkpoint is empty.*model_0000099.pth"):
+        SafeCheckpointer(_model(), str(tmp_path)).resume_or_load("", resume=True)

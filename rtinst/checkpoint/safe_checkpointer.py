@@ -91,6 +91,17 @@ class SafeCheckpointer(DetectionCheckpointer):
         _replace_atomically(path, lambda f: torch.save(data, f), "wb")
         self.tag_last_checkpoint(basename)
 
+    def get_checkpoint_file(self):
+        path = super().get_checkpoint_file()
+        if path and os.path.normpath(path) == os.path.normpath(self.save_dir):
+            tag = os.path.join(self.save_dir, "last_checkpoint")
+            raise CheckpointError(
+                f"{tag} is empty (left by a job killed while saving?): write the name of one of "
+                "the checkpoints next to it (e.g. model_0000099.pth) into it, or delete it to "
+                "start from MODEL.WEIGHTS"
+            )
+        return path
+
     def tag_last_checkpoint(self, last_filename_basename):
         if not os.path.isdir(self.save_dir):
             return super().tag_last_checkpoint(last_filename_basename)
