@@ -2,8 +2,9 @@
 Sec. 2.1: everything, post-processing included, runs in a standard runtime).
 
 The graph takes one uint8 (H, W, 3) image in the model's channel order (``INPUT.FORMAT``) and
-the (h, w) int64 size of the picture inside it (the rest being letterbox padding), and returns ``boxes`` (N, 4) XYXY, ``scores`` (N,), ``classes`` (N,) and ``masks`` (N, H, W) uint8,
-with N decided inside the graph (peaks above the score threshold). It contains the
+the (h, w) int64 size of the picture inside it (the rest being letterbox padding), and returns
+``boxes`` (N, 4) XYXY, ``scores`` (N,), ``classes`` (N,) and ``masks`` (N, H, W) uint8, with N
+decided inside the graph (peaks above the score threshold). It contains the
 preprocessing (HWC -> CHW, normalisation), the network and the model's own post-processing.
 
 A model is exportable when it has ``pixel_mean``/``pixel_std``, ``predict_maps(images)`` (the
@@ -17,7 +18,7 @@ import onnx
 import torch
 from torch import nn
 
-__all__ = ["EXPORT_OUTPUTS", "FixedSizePipeline", "export_onnx"]
+__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "FixedSizePipeline", "export_onnx"]
 
 EXPORT_OUTPUTS = ("boxes", "scores", "classes", "masks")
 INPUT_NAMES = ("image", "image_size")
@@ -47,8 +48,6 @@ class FixedSizePipeline(nn.Module):
         x = ((x - self.model.pixel_mean) / self.model.pixel_std)[None]
         maps = self.model.predict_maps(x)
         one_image = type(maps)(*(m[0] for m in maps))
-        if image_size is None:
-            image_size = torch.tensor(self.size)
         boxes, scores, classes, masks = self.model.inference_tensors(one_image, self.size,
                                                                      self.size, image_size)
         return boxes, scores, classes, masks.to(torch.uint8)

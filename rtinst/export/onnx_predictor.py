@@ -15,6 +15,8 @@ import torch.nn.functional as F
 
 from detectron2.structures import Boxes, Instances
 
+from .onnx_export import INPUT_NAMES
+
 __all__ = ["ONNXPredictor", "letterbox"]
 
 
@@ -60,8 +62,12 @@ class ONNXPredictor:
         """The raw outputs (boxes, scores, classes, masks) for an image already in the graph's
         size and channel order, whose top-left ``image_size`` (h, w) holds the picture (default:
         all of it)."""
+        return self.session.run(None, self.feeds(image, image_size))
+
+    def feeds(self, image: np.ndarray, image_size=None):
+        """The graph's named inputs for ``run``'s arguments."""
         size = np.asarray(image_size or (self.height, self.width), dtype=np.int64)
-        return self.session.run(None, {"image": np.ascontiguousarray(image), "image_size": size})
+        return dict(zip(INPUT_NAMES, (np.ascontiguousarray(image), size)))
 
     def __call__(self, original_image: np.ndarray):
         return self.predict(*self.prepare(original_image), original_image.shape[:2])

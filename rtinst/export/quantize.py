@@ -2,7 +2,6 @@
 activations quantized on the fly) or static (activations calibrated on sample images)."""
 from pathlib import Path
 
-import numpy as np
 import onnx
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -21,11 +20,7 @@ class _LetterboxedImages(CalibrationDataReader):
     """Calibration inputs: ``images`` (BGR) prepared as ``ONNXPredictor`` prepares them."""
 
     def __init__(self, predictor: ONNXPredictor, images):
-        self._inputs = []
-        for image in images:
-            padded, size = predictor.prepare(image)
-            self._inputs.append({"image": np.ascontiguousarray(padded),
-                                 "image_size": np.asarray(size, dtype=np.int64)})
+        self._inputs = [predictor.feeds(*predictor.prepare(image)) for image in images]
         self._iter = iter(self._inputs)
 
     def get_next(self):
