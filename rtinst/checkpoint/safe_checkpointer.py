@@ -67,29 +67,40 @@ def _arrays_only_pickle():
         detection_checkpoint.pickle = original
 
 
-def _replace_atomically(path, write, mode):
-    """Writes ``path`` through ``write(file)`` into a temporary file next to it, then renames
-    that over ``path`` (atomic on POSIX): readers see the old content or the new, never a part."""
+@contextlib.contextmanager
+def _replaced_atomically(path, mode):
+    """A file opened for writing at a temporary path next to ``path`` and renamed over it once
+    written and synced (atomic on POSIX): readers see the old content or the new, never a part.
+    An exception while writing leaves ``path`` untouched."""
     tmp = f"{path}.tmp"
     with open(tmp, mode) as f:
-        write(f)
+        yield f
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
+class _AtomicWrites:
+    """A path manager whose writes to local files go through ``_replaced_atomically``; reads
+    and remote paths go to ``base``. fvcore's ``Checkpointer.save`` and ``tag_last_checkpoint``
+    write through ``self.path_manager.open``."""
+
+    def __init__(self, base):
+        self._base = base
+
+    def __getattr__(self, name):
+        return getattr(self._base, name)
+
+    def open(self, path, mode="r", **kwargs):
+        if "w" in mode and os.path.isdir(os.path.dirname(path) or "."):
+            return _replaced_atomically(path, mode)
+        return self._base.open(path, mode, **kwargs)
+
+
 class SafeCheckpointer(DetectionCheckpointer):
-    def save(self, name, **kwargs):
-        if not self.save_dir or not self.save_to_disk or not os.path.isdir(self.save_dir):
-            return super().save(name, **kwargs)  # nothing to save, or a remote folder
-        data = {"model": self.model.state_dict()}
-        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
-        data.update(kwargs)
-        basename = f"{name}.pth"
-        path = os.path.join(self.save_dir, basename)
-        self.logger.info(f"Saving checkpoint to {path}")
-        _replace_atomically(path, lambda f: torch.save(data, f), "wb")
-        self.tag_last_checkpoint(basename)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.path_manager = _AtomicWrites(self.path_manager)
 
     def get_checkpoint_file(self):
         path = super().get_checkpoint_file()
@@ -101,12 +112,6 @@ class SafeCheckpointer(DetectionCheckpointer):
                 "start from MODEL.WEIGHTS"
             )
         return path
-
-    def tag_last_checkpoint(self, last_filename_basename):
-        if not os.path.isdir(self.save_dir):
-            return super().tag_last_checkpoint(last_filename_basename)
-        _replace_atomically(os.path.join(self.save_dir, "last_checkpoint"),
-                            lambda f: f.write(last_filename_basename), "w")
 
     def load(self, path, *args, **kwargs):
         if path:
