@@ -92,3 +92,24 @@ def test_resume_refuses_a_result_made_with_other_overrides(tmp_path, monkeypatch
     with pytest.raises(SystemExit, match="result.json.*SOLVER.MAX_ITER"):
         compare_methods.main(["--resume", "--output", str(tmp_path), "--config-file", config,
                               "--opts", "SEED", "1"])
+
+
+def test_resume_refuses_a_folder_trained_with_an_edited_config(tmp_path, monkeypatch):
+    from rtinst.engine import load_config
+
+    calls = []
+    monkeypatch.setattr(compare_methods.subprocess, "run", fake_train_net(calls, EVALUATED))
+    config = str(ROOT / "configs/BlendMask/MNV2_FPN_shapes.yaml")
+    args = ["--output", str(tmp_path), "--config-file", config, "--opts", *OPTS]
+    compare_methods.main(args)
+    folder = tmp_path / "BlendMask_MNV2_FPN_shapes"
+    trained = load_config(config, [*OPTS, "OUTPUT_DIR", str(folder)])
+    (folder / "config.yaml").write_text(trained.dump())
+    compare_methods.main(["--resume", *args])  # the same settings: the result is reused
+    assert len(calls) == 1
+
+    trained.MODEL.BLENDMASK.ATTN_SIZE = 7  # the config file was edited since
+    (folder / "config.yaml").write_text(trained.dump())
+    with pytest.raises(SystemExit, match="MODEL.BLENDMASK.ATTN_SIZE: 7 -> 14"):
+        compare_methods.main(["--resume", *args])
+    assert len(calls) == 1

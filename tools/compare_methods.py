@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 RESULT_FILE = "result.json"
@@ -87,6 +89,44 @@ def saved_result(output_dir, config, opts):
     return row
 
 
+def _flatten(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(output_dir, config, opts):
+    """The keys whose value differs between the config ``output_dir`` was trained with (its
+    ``config.yaml``) and what ``config`` + ``opts`` give now, as "KEY: then -> now" lines.
+
+    An edited config file or a changed default would otherwise let a saved result or checkpoint
+    stand for a model it is not."""
+    saved = Path(output_dir) / "config.yaml"
+    if not saved.is_file():
+        return []
+    from rtinst.engine import load_config  # only here: the tool's other paths need no torch
+
+    now = load_config(config, [*opts, "OUTPUT_DIR", str(output_dir)])
+    now = _flatten(yaml.safe_load(now.dump()))
+    then = _flatten(yaml.safe_load(saved.read_text()))
+    return [f"{key}: {then.get(key, '(absent)')} -> {now.get(key, '(absent)')}"
+            for key in sorted(set(now) | set(then)) if now.get(key) != then.get(key)]
+
+
+def check_unchanged(output_dir, config, opts):
+    """Exits naming the changed keys if ``output_dir`` was trained with other settings."""
+    changes = config_changes(output_dir, config, opts)
+    if changes:
+        raise SystemExit(
+            f"{output_dir} was trained with other settings than {config} gives now "
+            f"({'; '.join(changes)}): remove that folder to train it again"
+        )
+
+
 def train_and_evaluate(config, output_dir, num_gpus, opts, resume=False):
     """Trains and evaluates one config; with ``resume`` continues from its last checkpoint.
 
@@ -123,7 +163,10 @@ def main(argv=None):
     rows = []
     for config in args.config_file:
         output_dir = Path(args.output) / run_name(config)
-        row = saved_result(output_dir, config, args.opts) if args.resume else None
+        row = None
+        if args.resume:
+            row = saved_result(output_dir, config, args.opts)
+            check_unchanged(output_dir, config, args.opts)
         if row is None:
             row = train_and_evaluate(config, output_dir, args.num_gpus, args.opts, args.resume)
         rows.append(row)
