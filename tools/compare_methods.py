@@ -5,7 +5,8 @@ inputs), through train_net.py, and prints their COCO box and mask AP side by sid
 Each config's result is saved in its output folder (``result.json``) as soon as it is evaluated.
 ``--resume`` continues an interrupted comparison: saved results are reused, and the config that
 was training continues from its last checkpoint (``train_net.py --resume``; add e.g.
-``SOLVER.CHECKPOINT_PERIOD 50`` to the overrides so that little is lost to a kill).
+``SOLVER.CHECKPOINT_PERIOD 50`` to the overrides so that little is lost to a kill). A folder
+whose ``config.yaml`` differs from what its config and the overrides give now is refused.
 
 Example (BlendMask against Detectron2's Mask R-CNN on the same MobileNetV2-FPN, embedded data):
   python tools/compare_methods.py --output output/compare --markdown compare.md \\
