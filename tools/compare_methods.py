@@ -90,16 +90,6 @@ def saved_result(output_dir, config, opts):
     return row
 
 
-def _flatten(tree, prefix=""):
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def config_changes(output_dir, config, opts):
     """The keys whose value differs between the config ``output_dir`` was trained with (its
     ``config.yaml``) and what ``config`` + ``opts`` give now, as "KEY: then -> now" lines.
@@ -109,11 +99,15 @@ def config_changes(output_dir, config, opts):
     saved = Path(output_dir) / "config.yaml"
     if not saved.is_file():
         return []
-    from rtinst.engine import load_config  # only here: the tool's other paths need no torch
+    # only here: the tool's other paths need no torch
+    from detectron2.evaluation.testing import flatten_results_dict
+    from rtinst.engine import load_config
 
-    now = load_config(config, [*opts, "OUTPUT_DIR", str(output_dir)])
-    now = _flatten(yaml.safe_load(now.dump()))
-    then = _flatten(yaml.safe_load(saved.read_text()))
+    def flat(tree):  # {"MODEL.FPN.NORM": ...}
+        return {k.replace("/", "."): v for k, v in flatten_results_dict(tree).items()}
+
+    now = flat(yaml.safe_load(load_config(config, [*opts, "OUTPUT_DIR", str(output_dir)]).dump()))
+    then = flat(yaml.safe_load(saved.read_text()))
     return [f"{key}: {then.get(key, '(absent)')} -> {now.get(key, '(absent)')}"
             for key in sorted(set(now) | set(then)) if now.get(key) != then.get(key)]
 
