@@ -4,11 +4,10 @@ Table 7).
 
 Two decoders are registered in ``BASIS_MODULE_REGISTRY`` (``MODEL.BASIS_MODULE.NAME``):
 
-* ``ProtoNet`` -- the Proto-FPN of Sec. 4.1/4.2: each input level (P3, P4, P5) is refined by a
-  3x3 conv to ``CONVS_DIM`` channels, upsampled to the finest level and summed; then
-  ``NUM_CONVS`` 3x3 convs, a 2x bilinear upsampling, one more 3x3 conv and a 1x1 conv to K
-  (YOLACT's protonet). Output stride: half the finest input's. Parameter names match
-  AdelaiDet's (``refine``, ``tower``, ``seg_head``), so its checkpoints load.
+* ``ProtoNet`` -- the Proto-FPN of Sec. 4.1/4.2, rtinst's ``ProtoNet`` (YOLACT's protonet,
+  ``rtinst/modeling/layers/protonet.py``) on the input levels (P3, P4, P5) with ``CONVS_DIM``
+  channels and ``NUM_CONVS`` convs. Output stride: half the finest input's. Parameter names
+  match AdelaiDet's (``refine``, ``tower``, ``seg_head``), so its checkpoints load.
 * ``DeepLabV3Plus`` -- the DeepLabV3+ decoder on a fine and a coarse input (C3, C5 or P3, P5):
   the fine one reduced by a 1x1 conv to ``DECODER_LOW_LEVEL_CHANNELS``, the coarse one projected
   to ``CONVS_DIM`` and upsampled to it, concatenated, ``NUM_CONVS`` 3x3 convs, 1x1 conv to K.
@@ -17,12 +16,14 @@ Two decoders are registered in ``BASIS_MODULE_REGISTRY`` (``MODEL.BASIS_MODULE.N
 from typing import Dict, List, Optional
 
 import torch
+from fvcore.nn import weight_init
 from torch import nn
 from torch.nn import functional as F
 
-from detectron2.layers import ShapeSpec, get_norm
+from detectron2.layers import ShapeSpec
 from detectron2.structures import BitMasks, Instances
 from detectron2.utils.registry import Registry
+from rtinst.modeling import layers
 
 __all__ = ["BASIS_MODULE_REGISTRY", "BasisModule", "ProtoNet", "DeepLabV3Plus",
            "build_basis_module", "semantic_targets"]
@@ -33,26 +34,10 @@ BASIS_MODULE_REGISTRY.__doc__ = "BlendMask bottom modules: (cfg, input_shape) ->
 IGNORE_LABEL = -1  # padding outside the image
 
 
-def conv_norm_relu(in_channels, out_channels, kernel_size, norm):
-    """conv (no bias when normalised) + norm + ReLU, as ``nn.Sequential`` (indices 0, 1, 2)."""
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
-                     bias=not norm)
-    nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
-    if conv.bias is not None:
-        nn.init.zeros_(conv.bias)
-    layers = [conv] + ([get_norm(norm, out_channels)] if norm else []) + [nn.ReLU(inplace=True)]
-    return nn.Sequential(*layers)
-
-
-def _predictor(in_channels, out_channels):
-    conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
-    nn.init.normal_(conv.weight, std=0.01)
-    nn.init.zeros_(conv.bias)
-    return conv
-
-
-def _upsample_to(x, reference):
-    return F.interpolate(x, size=reference.shape[-2:], mode="bilinear", align_corners=False)
+def _conv(in_channels, out_channels, kernel_size, norm):
+    """conv (no bias when normalised, He fan-out init) + norm + ReLU: children 0, 1, 2."""
+    return layers.ConvNormAct(in_channels, out_channels, kernel_size, norm=norm,
+                              init=weight_init.c2_msra_fill)
 
 
 def semantic_targets(gt_instances: List[Instances], padded_size, stride: int, num_classes: int):
@@ -77,31 +62,37 @@ def semantic_targets(gt_instances: List[Instances], padded_size, stride: int, nu
     return torch.stack(labels)
 
 
-class BasisModule(nn.Module):
-    """Common part: the optional semantic head on the finest input and its loss."""
+def _in_features(cfg, input_shape: Dict[str, ShapeSpec]) -> List[str]:
+    in_features = list(cfg.MODEL.BASIS_MODULE.IN_FEATURES)
+    missing = [f for f in in_features if f not in input_shape]
+    if missing:
+        raise ValueError(f"MODEL.BASIS_MODULE.IN_FEATURES {missing} are not produced by the "
+                         f"backbone (it has {sorted(input_shape)})")
+    return in_features
 
-    def __init__(self, cfg, input_shape: Dict[str, ShapeSpec]):
-        super().__init__()
+
+class BasisModule(nn.Module):
+    """Common part: the optional semantic head on the finest input and its loss. Subclasses
+    predict the bases (``predict_bases``) and set ``out_stride``; keyword arguments beyond
+    ``cfg`` and ``input_shape`` go to the next class of the subclass's bases (cooperative
+    ``__init__``), e.g. rtinst's ``ProtoNet``."""
+
+    def __init__(self, cfg, input_shape: Dict[str, ShapeSpec], **decoder_args):
+        super().__init__(**decoder_args)
         bcfg = cfg.MODEL.BASIS_MODULE
-        self.in_features = list(bcfg.IN_FEATURES)
-        missing = [f for f in self.in_features if f not in input_shape]
-        if missing:
-            raise ValueError(f"MODEL.BASIS_MODULE.IN_FEATURES {missing} are not produced by the "
-                             f"backbone (it has {sorted(input_shape)})")
+        self.in_features = _in_features(cfg, input_shape)
         self.num_bases = bcfg.NUM_BASES
-        self.norm = bcfg.NORM
-        self.convs_dim = bcfg.CONVS_DIM
         self.loss_on = bcfg.LOSS_ON
         self.num_classes = bcfg.NUM_CLASSES
         self.loss_weight = bcfg.LOSS_WEIGHT
         finest = input_shape[self.in_features[0]]
         self.semantic_stride = finest.stride
         if self.loss_on:
-            dim = self.convs_dim
+            dim, norm = bcfg.CONVS_DIM, bcfg.NORM
             self.seg_head = nn.Sequential(
-                *conv_norm_relu(finest.channels, dim, 3, self.norm),
-                *conv_norm_relu(dim, dim, 3, self.norm),
-                _predictor(dim, self.num_classes + 1),
+                *_conv(finest.channels, dim, 3, norm),
+                *_conv(dim, dim, 3, norm),
+                layers.normal_init(nn.Conv2d(dim, self.num_classes + 1, kernel_size=1)),
             )
 
     out_stride: int  # stride of the bases
@@ -126,27 +117,21 @@ class BasisModule(nn.Module):
 
 
 @BASIS_MODULE_REGISTRY.register()
-class ProtoNet(BasisModule):
+class ProtoNet(BasisModule, layers.ProtoNet):
+    """rtinst's (YOLACT's) ProtoNet on ``IN_FEATURES`` predicting the K bases, with the semantic
+    head."""
+
     def __init__(self, cfg, input_shape: Dict[str, ShapeSpec]):
-        super().__init__(cfg, input_shape)
-        dim, norm = self.convs_dim, self.norm
-        self.refine = nn.ModuleList(
-            [conv_norm_relu(input_shape[f].channels, dim, 3, norm) for f in self.in_features]
-        )
-        tower = [conv_norm_relu(dim, dim, 3, norm) for _ in range(cfg.MODEL.BASIS_MODULE.NUM_CONVS)]
-        tower += [
-            nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-            conv_norm_relu(dim, dim, 3, norm),
-            _predictor(dim, self.num_bases),
-        ]
-        self.tower = nn.Sequential(*tower)
-        self.out_stride = input_shape[self.in_features[0]].stride // 2
+        bcfg = cfg.MODEL.BASIS_MODULE
+        in_features = _in_features(cfg, input_shape)
+        super().__init__(cfg, input_shape,
+                         in_channels=[input_shape[f].channels for f in in_features],
+                         channels=bcfg.CONVS_DIM, num_convs=bcfg.NUM_CONVS,
+                         num_prototypes=bcfg.NUM_BASES, norm=bcfg.NORM)
+        self.out_stride = input_shape[in_features[0]].stride // 2
 
     def predict_bases(self, features):
-        x = self.refine[0](features[0])
-        for refine, feature in zip(self.refine[1:], features[1:]):
-            x = x + _upsample_to(refine(feature), x)
-        return self.tower(x)
+        return layers.ProtoNet.forward(self, features)
 
 
 @BASIS_MODULE_REGISTRY.register()
@@ -157,20 +142,22 @@ class DeepLabV3Plus(BasisModule):
             raise ValueError("MODEL.BASIS_MODULE.IN_FEATURES of DeepLabV3Plus are two features "
                              f"(fine, coarse), e.g. ['p3', 'p5']; got {self.in_features}")
         fine, coarse = (input_shape[f] for f in self.in_features)
-        dim, norm = self.convs_dim, self.norm
-        low_channels = cfg.MODEL.BASIS_MODULE.DECODER_LOW_LEVEL_CHANNELS
-        self.low_level = conv_norm_relu(fine.channels, low_channels, 1, norm)
-        self.high_level = conv_norm_relu(coarse.channels, dim, 1, norm)
-        tower = [conv_norm_relu(low_channels + dim, dim, 3, norm)]
-        tower += [conv_norm_relu(dim, dim, 3, norm)
-                  for _ in range(cfg.MODEL.BASIS_MODULE.NUM_CONVS - 1)]
-        self.tower = nn.Sequential(*tower, _predictor(dim, self.num_bases))
+        bcfg = cfg.MODEL.BASIS_MODULE
+        dim, norm = bcfg.CONVS_DIM, bcfg.NORM
+        low_channels = bcfg.DECODER_LOW_LEVEL_CHANNELS
+        self.low_level = _conv(fine.channels, low_channels, 1, norm)
+        self.high_level = _conv(coarse.channels, dim, 1, norm)
+        tower = [_conv(low_channels + dim, dim, 3, norm)]
+        tower += [_conv(dim, dim, 3, norm) for _ in range(bcfg.NUM_CONVS - 1)]
+        predictor = layers.normal_init(nn.Conv2d(dim, self.num_bases, kernel_size=1))
+        self.tower = nn.Sequential(*tower, predictor)
         self.out_stride = fine.stride
 
     def predict_bases(self, features):
         fine, coarse = features
         low = self.low_level(fine)
-        return self.tower(torch.cat((low, _upsample_to(self.high_level(coarse), low)), dim=1))
+        high = layers.upsample_to(self.high_level(coarse), low)
+        return self.tower(torch.cat((low, high), dim=1))
 
 
 def build_basis_module(cfg, input_shape: Dict[str, ShapeSpec]) -> BasisModule:

@@ -21,7 +21,7 @@ from detectron2.layers import cat
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.structures import Boxes, Instances
 
-from rtinst.modeling.fcos import mean_over_workers
+from rtinst.utils.comm import mean_over_workers
 
 __all__ = ["Blender", "blend"]
 

@@ -17,6 +17,7 @@ from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY
 
+from rtinst.modeling.layers import normal_init
 from rtinst.modeling.meta_arch import OneStageDetector, postprocess_detections
 
 from .basis_module import build_basis_module
@@ -65,9 +66,7 @@ class BlendMask(OneStageDetector):
         basis_module = build_basis_module(cfg, _feature_shapes(backbone))
         blender = Blender(cfg, basis_stride=basis_module.out_stride)
         tower_channels = backbone.output_shape()[cfg.MODEL.FCOS.IN_FEATURES[0]].channels
-        top_layer = nn.Conv2d(tower_channels, blender.attention_channels, 3, padding=1)
-        nn.init.normal_(top_layer.weight, std=0.01)
-        nn.init.zeros_(top_layer.bias)
+        top_layer = normal_init(nn.Conv2d(tower_channels, blender.attention_channels, 3, padding=1))
         return {
             **args,
             "basis_module": basis_module,

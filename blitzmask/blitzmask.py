@@ -15,11 +15,12 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances
+from rtinst.modeling.layers import assemble_masks
 
 from .lite_head import HeadOutputs, LiteHead
 from .losses import mask_bce_loss, mask_dice_loss, poly1_focal_loss, size_loss
 from .peaks import decode_boxes, extract_peaks
-from .spanning_set import SpanningSetMasks, assemble_masks, gather_coefficients
+from .spanning_set import SpanningSetMasks, gather_coefficients
 from .targets import build_batch_targets
 
 __all__ = ["BlitzMask"]

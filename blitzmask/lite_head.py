@@ -10,7 +10,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from rtinst.modeling.backbone import SeparableConv2d
+from rtinst.modeling.layers import SeparableConv2d, normal_init, prior_probability_bias
 
 __all__ = ["HeadOutputs", "LiteHead"]
 
@@ -30,9 +30,7 @@ def _branch(in_channels, channels, num_convs, out_channels, norm):
     layers = []
     for i in range(num_convs):
         layers.append(SeparableConv2d(in_channels if i == 0 else channels, channels, norm=norm))
-    layers.append(nn.Conv2d(channels if num_convs else in_channels, out_channels, 1))
-    nn.init.normal_(layers[-1].weight, std=0.01)
-    nn.init.zeros_(layers[-1].bias)
+    layers.append(normal_init(nn.Conv2d(channels if num_convs else in_channels, out_channels, 1)))
     return nn.Sequential(*layers)
 
 
@@ -46,7 +44,7 @@ class LiteHead(nn.Module):
         self.size = _branch(in_channels, channels, num_convs, 4, norm)
         self.coefficients = _branch(in_channels, channels, num_convs, num_bases, norm)
         self.spanning_set = _branch(in_channels, channels, num_convs, num_bases, norm)
-        nn.init.constant_(self.heatmap[-1].bias, -math.log((1 - prior_prob) / prior_prob))
+        nn.init.constant_(self.heatmap[-1].bias, prior_probability_bias(prior_prob))
         # the spanning set starts with unit-scale channels, so that Eq. 1 can fit masks at once
         nn.init.normal_(self.spanning_set[-1].weight, std=1 / math.sqrt(channels))
 

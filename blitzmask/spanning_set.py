@@ -1,24 +1,21 @@
-"""Masks as linear combinations of the Spanning Set (Eq. 1): M^n = sum_k lambda_{n,k} B^k, where
-lambda_n is the Coefficients output at instance n's centre cell; then (Fig. 1) M^n is resized to
-the image and thresholded at sigma(M^n) > 0.5, optionally only inside the instance's box."""
+"""Masks as linear combinations of the Spanning Set (Eq. 1): M^n = sum_k lambda_{n,k} B^k (rtinst's
+``assemble_masks``, YOLACT's prototype assembly), where lambda_n is the Coefficients output at
+instance n's centre cell; then (Fig. 1) M^n is resized to the image and thresholded at
+sigma(M^n) > 0.5, optionally only inside the instance's box (``crop_to_boxes``)."""
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SpanningSetMasks", "gather_coefficients", "assemble_masks", "masks_to_image"]
+from rtinst.modeling.layers import assemble_masks, crop_to_boxes
+
+__all__ = ["SpanningSetMasks", "gather_coefficients", "masks_to_image"]
 
 
 def gather_coefficients(coefficients: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
     """(N, K) coefficients lambda_n of one image's (K, H, W) Coefficients at flat ``cells``."""
     return coefficients.reshape(coefficients.shape[0], -1)[:, cells].t()
-
-
-def assemble_masks(lambdas: torch.Tensor, spanning_set: torch.Tensor) -> torch.Tensor:
-    """Eq. 1: (N, H, W) mask logits M^n = sum_k lambdas[n, k] * spanning_set[k]."""
-    k, height, width = spanning_set.shape
-    return (lambdas @ spanning_set.reshape(k, -1)).reshape(-1, height, width)
 
 
 def masks_to_image(mask_logits: torch.Tensor, stride: int, input_size, output_size,
@@ -39,13 +36,7 @@ def masks_to_image(mask_logits: torch.Tensor, stride: int, input_size, output_si
         logits = F.interpolate(logits[:, :, :input_h, :input_w], size=(output_h, output_w),
                                mode="bilinear", align_corners=False)
     masks = logits.reshape(-1, output_h, output_w) > math.log(threshold / (1 - threshold))
-    if boxes is not None:
-        ys = torch.arange(output_h, device=boxes.device, dtype=boxes.dtype) + 0.5
-        xs = torch.arange(output_w, device=boxes.device, dtype=boxes.dtype) + 0.5
-        inside_y = (ys[None] >= boxes[:, 1:2]) & (ys[None] <= boxes[:, 3:4])
-        inside_x = (xs[None] >= boxes[:, 0:1]) & (xs[None] <= boxes[:, 2:3])
-        masks = masks & inside_y[:, :, None] & inside_x[:, None, :]
-    return masks
+    return masks if boxes is None else crop_to_boxes(masks, boxes)
 
 
 class SpanningSetMasks(nn.Module):

@@ -9,12 +9,14 @@ the union (so a box that cuts the object cannot score a perfect IoU).
 from typing import List
 
 import torch
+from fvcore.nn import weight_init
 from torch import nn
 from torch.nn import functional as F
 
 from detectron2.config import configurable
 from detectron2.layers import Conv2d, ShapeSpec, cat
 from detectron2.structures import BitMasks, Instances
+from rtinst.modeling.layers import normal_init
 
 __all__ = ["MaskIoUHead", "mask_iou_targets", "mask_iou_loss", "mask_iou_inference"]
 
@@ -44,10 +46,8 @@ class MaskIoUHead(nn.Module):
         self.maskiou_fc2 = nn.Linear(1024, 1024)
         self.maskiou = nn.Linear(1024, num_classes)
         for layer in self.convs + [self.maskiou_fc1, self.maskiou_fc2]:
-            nn.init.kaiming_normal_(layer.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(layer.bias)
-        nn.init.normal_(self.maskiou.weight, std=0.01)
-        nn.init.zeros_(self.maskiou.bias)
+            weight_init.c2_msra_fill(layer)
+        normal_init(self.maskiou)
 
     @classmethod
     def from_config(cls, cfg, input_shape):

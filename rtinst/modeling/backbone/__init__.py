@@ -19,7 +19,7 @@ from .mobilenet_v2 import (
     build_mobilenet_v2_backbone,
     build_mobilenet_v2_fpn_backbone,
 )
-from .separable_fpn import SeparableConv2d, SeparableFPN, build_separable_fpn_backbone
+from .separable_fpn import SeparableFPN, build_separable_fpn_backbone
 from .vovnet import (
     VOVNET_SPECS,
     EffectiveSE,
@@ -47,7 +47,6 @@ __all__ = [
     "EfficientNetLite",
     "build_efficientnet_lite_backbone",
     "build_fcos_efficientnet_lite_fpn_backbone",
-    "SeparableConv2d",
     "SeparableFPN",
     "build_separable_fpn_backbone",
     "VoVNetSpec",

@@ -18,6 +18,7 @@ convention) where TensorFlow's "SAME" pads stride-2 convolutions one pixel more 
 """
 import math
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ from torch import nn
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 
+from ..layers import ConvNormAct
 from .fpn import build_fpn_with_top_levels
 from .pretrained import PackagedWeights, convert_norm
 from .staged import StagedBackbone
@@ -72,7 +74,9 @@ BLOCK_TABLE = (
 )
 STEM_CHANNELS = 32
 STAGE_NAMES = ("stem", "res2", "res3", "res4", "res5")
-BN_EPS, BN_MOMENTUM = 1e-3, 0.01  # TensorFlow's epsilon 1e-3 and decay 0.99
+# TensorFlow's epsilon 1e-3 and decay 0.99
+BATCH_NORM = partial(nn.BatchNorm2d, eps=1e-3, momentum=0.01)
+RELU6 = partial(nn.ReLU6, inplace=True)
 
 # ImageNet checkpoints of lite0-lite2 (converted from the TensorFlow release)
 PRETRAINED_WEIGHTS = {
@@ -128,20 +132,11 @@ def load_pretrained_efficientnet_lite(path: Path, name: str = "lite0") -> dict:
     return PRETRAINED_WEIGHTS[name].load(path)
 
 
-class ConvNormAct(nn.Sequential):
-    """Conv (no bias) + BatchNorm (+ ReLU6 when ``activation``), padded to keep the size at
-    stride 1 (symmetrically)."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, groups=1,
-                 activation=True):
-        layers = [
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, kernel_size // 2,
-                      groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM),
-        ]
-        if activation:
-            layers.append(nn.ReLU6(inplace=True))
-        super().__init__(*layers)
+def _conv_bn(in_channels, out_channels, kernel_size, stride=1, groups=1, activation=True):
+    """Conv (no bias) + BatchNorm with TensorFlow's settings (+ ReLU6 when ``activation``),
+    padded symmetrically."""
+    return ConvNormAct(in_channels, out_channels, kernel_size, stride, groups, norm=BATCH_NORM,
+                       activation=RELU6 if activation else None)
 
 
 class MBConvBlock(nn.Module):
@@ -152,9 +147,9 @@ class MBConvBlock(nn.Module):
                  drop_connect_rate=0.0):
         super().__init__()
         hidden = in_channels * expand_ratio
-        self.expand = ConvNormAct(in_channels, hidden, 1) if expand_ratio != 1 else None
-        self.depthwise = ConvNormAct(hidden, hidden, kernel_size, stride, groups=hidden)
-        self.project = ConvNormAct(hidden, out_channels, 1, activation=False)
+        self.expand = _conv_bn(in_channels, hidden, 1) if expand_ratio != 1 else None
+        self.depthwise = _conv_bn(hidden, hidden, kernel_size, stride, groups=hidden)
+        self.project = _conv_bn(hidden, out_channels, 1, activation=False)
         self.use_residual = stride == 1 and in_channels == out_channels
         self.drop_connect_rate = drop_connect_rate
         self.out_channels = out_channels
@@ -222,7 +217,7 @@ class EfficientNetLite(StagedBackbone):
 
         specs = _block_specs(variant)
         stages = {n: nn.Sequential() for n in stage_names}
-        stages["stem"].append(ConvNormAct(3, STEM_CHANNELS, 3, stride=2))
+        stages["stem"].append(_conv_bn(3, STEM_CHANNELS, 3, stride=2))
         self._checkpoint_keys = dict(_STEM_KEYS)
         for index, (stage, in_ch, out_ch, expand, kernel, stride) in enumerate(specs):
             if stage not in stages:

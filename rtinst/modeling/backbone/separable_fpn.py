@@ -12,21 +12,9 @@ from detectron2.layers import Conv2d, ShapeSpec, get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import Backbone
 
-__all__ = ["SeparableConv2d", "SeparableFPN", "build_separable_fpn_backbone"]
+from ..layers import SeparableConv2d
 
-
-class SeparableConv2d(nn.Sequential):
-    """Depthwise k x k convolution, then pointwise 1x1, each followed by ``norm`` and ReLU
-    (MobileNet's separable convolution)."""
-
-    def __init__(self, in_channels, out_channels, kernel_size=3, norm="BN"):
-        super().__init__(
-            Conv2d(in_channels, in_channels, kernel_size, padding=kernel_size // 2,
-                   groups=in_channels, bias=not norm, norm=get_norm(norm, in_channels)),
-            nn.ReLU(inplace=True),
-            Conv2d(in_channels, out_channels, 1, bias=not norm, norm=get_norm(norm, out_channels)),
-            nn.ReLU(inplace=True),
-        )
+__all__ = ["SeparableFPN", "build_separable_fpn_backbone"]
 
 
 class SeparableFPN(Backbone):
@@ -52,7 +40,7 @@ class SeparableFPN(Backbone):
                 f"MODEL.SEPARABLE_FPN.OUT_FEATURES {unknown} not among the levels {sorted(levels)}"
             )
         self.level_names = list(levels)
-        self.laterals = nn.ModuleList(
+        self.laterals = nn.ModuleList(  # 1x1 conv + norm, as Detectron2's FPN's
             Conv2d(shapes[f].channels, out_channels, 1, bias=not norm,
                    norm=get_norm(norm, out_channels))
             for f in self.in_features

@@ -2,7 +2,7 @@
 from .fcos import FCOS
 from .fcos_head import FCOSHead, Scale
 from .fcos_inference import FCOSPostprocessor
-from .fcos_losses import FCOSLosses, ltrb_iou_loss, mean_over_workers
+from .fcos_losses import FCOSLosses, ltrb_iou_loss
 from .fcos_targets import FCOSTargetAssigner, centerness_targets, compute_locations
 
 __all__ = [
@@ -15,5 +15,4 @@ __all__ = [
     "compute_locations",
     "centerness_targets",
     "ltrb_iou_loss",
-    "mean_over_workers",
 ]

@@ -5,20 +5,18 @@ predictors: C class logits and the center-ness logit, and the 4 distances (l, t,
 regression goes through a learnable per-level scalar (Sec. 3.2: exp(s_i x)), or, with
 normalised targets (the "improved FCOS" of the paper's repository), relu(s_i x) in stride units.
 """
-import math
 from typing import List, Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.ops import DeformConv2d
 
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec, get_norm
 
-__all__ = ["Scale", "LevelNorms", "DeformConv3x3", "FCOSHead"]
+from ..layers import DeformConv3x3, normal_init, prior_probability_bias
 
-CONV_INIT_STD = 0.01  # Sec. 3.1 / RetinaNet: Gaussian weights with sigma = 0.01, zero biases
+__all__ = ["Scale", "LevelNorms", "FCOSHead"]
 
 
 class Scale(nn.Module):
@@ -40,27 +38,6 @@ class LevelNorms(nn.ModuleList):
         return self[level](x)
 
 
-def _init_conv(conv: nn.Module, bias_value: float = 0.0):
-    nn.init.normal_(conv.weight, std=CONV_INIT_STD)
-    nn.init.constant_(conv.bias, bias_value)
-
-
-class DeformConv3x3(nn.Module):
-    """3x3 deformable convolution (torchvision) whose offsets come from a 3x3 conv, zero-initialised
-    so that it starts as a plain convolution."""
-
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__()
-        self.offset = nn.Conv2d(in_channels, 2 * 3 * 3, kernel_size=3, padding=1)
-        nn.init.zeros_(self.offset.weight)
-        nn.init.zeros_(self.offset.bias)
-        self.conv = DeformConv2d(in_channels, out_channels, kernel_size=3, padding=1)
-        _init_conv(self.conv)
-
-    def forward(self, x):
-        return self.conv(x, self.offset(x))
-
-
 def _build_tower(num_convs, channels, norm, num_levels, deformable_last):
     """[conv, norm, ReLU] * num_convs as an nn.Sequential (indices as in AdelaiDet checkpoints)."""
     layers = []
@@ -68,8 +45,7 @@ def _build_tower(num_convs, channels, norm, num_levels, deformable_last):
         if deformable_last and index == num_convs - 1:
             conv = DeformConv3x3(channels, channels)
         else:
-            conv = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
-            _init_conv(conv)
+            conv = normal_init(nn.Conv2d(channels, channels, kernel_size=3, padding=1))
         layers.append(conv)
         if norm in ("BN", "SyncBN"):
             layers.append(LevelNorms([get_norm(norm, channels) for _ in range(num_levels)]))
@@ -128,9 +104,9 @@ class FCOSHead(nn.Module):
         self.cls_logits = nn.Conv2d(in_channels, num_classes, kernel_size=3, padding=1)
         self.bbox_pred = nn.Conv2d(in_channels, 4, kernel_size=3, padding=1)
         self.ctrness = nn.Conv2d(in_channels, 1, kernel_size=3, padding=1)
-        _init_conv(self.cls_logits, bias_value=-math.log((1 - prior_prob) / prior_prob))
-        _init_conv(self.bbox_pred)
-        _init_conv(self.ctrness)
+        normal_init(self.cls_logits, bias=prior_probability_bias(prior_prob))
+        normal_init(self.bbox_pred)
+        normal_init(self.ctrness)
         self.scales = nn.ModuleList([Scale(1.0) for _ in range(num_levels)]) if use_scale else None
 
     @classmethod

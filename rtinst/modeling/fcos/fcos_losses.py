@@ -11,10 +11,9 @@ from typing import Dict
 
 import torch
 from fvcore.nn import sigmoid_focal_loss
-from torch import distributed as dist
 from torch.nn import functional as F
 
-from detectron2.utils import comm
+from ...utils.comm import mean_over_workers
 
 __all__ = ["ltrb_iou_loss", "FCOSLosses"]
 
@@ -42,16 +41,6 @@ def ltrb_iou_loss(pred: torch.Tensor, target: torch.Tensor, loss_type: str) -> t
         enclosing = _ltrb_area(torch.maximum(pred, target)).clamp(min=IOU_EPS)
         return 1 - (iou - (enclosing - union) / enclosing)
     raise ValueError(f"LOC_LOSS_TYPE must be 'iou', 'linear_iou' or 'giou', got {loss_type!r}")
-
-
-def mean_over_workers(value: torch.Tensor) -> torch.Tensor:
-    """``value`` averaged over the data-parallel workers (itself with one worker)."""
-    world_size = comm.get_world_size()
-    if world_size > 1:
-        value = value.clone()
-        dist.all_reduce(value)
-        value = value / world_size
-    return value
 
 
 class FCOSLosses:

@@ -1,0 +1,21 @@
+"""Building blocks shared by the methods: conv-norm-activation, separable and deformable
+convolutions, head initialisation, YOLACT's ProtoNet and the prototype mask assembly."""
+from .conv_norm_act import ConvNormAct
+from .deform_conv import DeformConv3x3
+from .head_init import HEAD_INIT_STD, normal_init, prior_probability_bias
+from .protonet import ProtoNet, upsample_to
+from .prototype_masks import assemble_masks, crop_to_boxes
+from .separable_conv import SeparableConv2d
+
+__all__ = [
+    "HEAD_INIT_STD",
+    "ConvNormAct",
+    "DeformConv3x3",
+    "ProtoNet",
+    "SeparableConv2d",
+    "assemble_masks",
+    "crop_to_boxes",
+    "normal_init",
+    "prior_probability_bias",
+    "upsample_to",
+]

@@ -1,0 +1,1 @@
+"""Utilities shared by rtinst and the methods."""
