@@ -19,70 +19,53 @@ from rtinst.benchmark.model import calibrate_normalisation
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
-from tiny_fcos import CONFIGS, batch_with_masks, tiny_fcos_cfg  # noqa: E402
+from tiny_models import (  # noqa: E402
+    batch_with_masks,
+    tiny_blendmask_cfg,
+    tiny_blitzmask_cfg,
+    tiny_centermask_cfg,
+    tiny_fcos_cfg,
+)
 
 FIXTURES = TESTS / "fixtures"
 IMAGE_SIZE = (150, 210)  # (height, width) of the inference image
 TOP_K = 10
 
 
-def _blendmask_cfg(bottom_module="ProtoNet"):
-    cfg = tiny_fcos_cfg()
+def _untrained(cfg):
+    """``cfg`` from scratch (the named weights replace any), keeping the top ``TOP_K`` FCOS
+    candidates whatever their scores."""
     cfg.MODEL.MOBILENET_V2.PRETRAINED = False
-    cfg.MODEL.META_ARCHITECTURE = "BlendMask"
-    cfg.MODEL.MASK_ON = True
-    cfg.MODEL.BASIS_MODULE.NUM_CLASSES = 3
-    cfg.MODEL.BASIS_MODULE.NORM = "BN"
-    cfg.MODEL.BASIS_MODULE.CONVS_DIM = 32
-    cfg.MODEL.BLENDMASK.ATTN_SIZE = 4
-    cfg.MODEL.BLENDMASK.BOTTOM_RESOLUTION = 16
-    if bottom_module == "DeepLabV3Plus":
-        cfg.MODEL.BASIS_MODULE.NAME = "DeepLabV3Plus"
-        cfg.MODEL.BASIS_MODULE.IN_FEATURES = ["res3", "res5"]
-        cfg.MODEL.BASIS_MODULE.NUM_CONVS = 2
     cfg.MODEL.FCOS.INFERENCE_TH_TEST = 0.0
     cfg.MODEL.FCOS.POST_NMS_TOPK_TEST = TOP_K
     return cfg
 
 
-def _fcos_cfg(deformable=False):
+def _deformable_fcos_cfg():
     cfg = tiny_fcos_cfg()
-    cfg.MODEL.MOBILENET_V2.PRETRAINED = False
-    cfg.MODEL.FCOS.USE_DEFORMABLE = deformable
-    cfg.MODEL.FCOS.INFERENCE_TH_TEST = 0.0
-    cfg.MODEL.FCOS.POST_NMS_TOPK_TEST = TOP_K
+    cfg.MODEL.FCOS.USE_DEFORMABLE = True
     return cfg
 
 
-def _centermask_cfg():
-    cfg = _fcos_cfg()
-    cfg.merge_from_list([
-        "MODEL.META_ARCHITECTURE", "CenterMask", "MODEL.MASK_ON", True, "MODEL.MASKIOU_ON", True,
-        "MODEL.ROI_HEADS.NAME", "CenterROIHeads", "MODEL.ROI_HEADS.IN_FEATURES", ["p3", "p4", "p5"],
-        "MODEL.ROI_HEADS.NUM_CLASSES", 3,
-        "MODEL.ROI_MASK_HEAD.NAME", "SpatialAttentionMaskHead",
-        "MODEL.ROI_MASK_HEAD.NUM_CONV", 2, "MODEL.ROI_MASK_HEAD.CONV_DIM", 32,
-        "MODEL.ROI_MASKIOU_HEAD.NUM_CONV", 2, "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", 32,
-    ])
+def _deeplabv3plus_blendmask_cfg():
+    cfg = tiny_blendmask_cfg()
+    cfg.MODEL.BASIS_MODULE.NAME = "DeepLabV3Plus"
+    cfg.MODEL.BASIS_MODULE.IN_FEATURES = ["res3", "res5"]
+    cfg.MODEL.BASIS_MODULE.NUM_CONVS = 2
     return cfg
 
 
 def _blitzmask_cfg():
-    from rtinst.engine import load_config
-
-    return load_config(str(CONFIGS / "BlitzMask/MNV2_shapes.yaml"), [
-        "MODEL.DEVICE", "cpu", "MODEL.BLITZMASK.NUM_CLASSES", "3",
-        "MODEL.SEPARABLE_FPN.OUT_CHANNELS", "32", "MODEL.BLITZMASK.HEAD_CHANNELS", "32",
-        "MODEL.BLITZMASK.TEST.SCORE_THRESH", "0.0", "MODEL.BLITZMASK.TEST.TOPK", str(TOP_K),
-    ])
+    return tiny_blitzmask_cfg("MODEL.BLITZMASK.TEST.SCORE_THRESH", "0.0",
+                              "MODEL.BLITZMASK.TEST.TOPK", str(TOP_K))
 
 
 MODELS = {
-    "fcos": _fcos_cfg,
-    "fcos_deformable": lambda: _fcos_cfg(deformable=True),
-    "blendmask_protonet": _blendmask_cfg,
-    "blendmask_deeplabv3plus": lambda: _blendmask_cfg("DeepLabV3Plus"),
-    "centermask": _centermask_cfg,
+    "fcos": lambda: _untrained(tiny_fcos_cfg()),
+    "fcos_deformable": lambda: _untrained(_deformable_fcos_cfg()),
+    "blendmask_protonet": lambda: _untrained(tiny_blendmask_cfg()),
+    "blendmask_deeplabv3plus": lambda: _untrained(_deeplabv3plus_blendmask_cfg()),
+    "centermask": lambda: _untrained(tiny_centermask_cfg()),
     "blitzmask": _blitzmask_cfg,
 }
 

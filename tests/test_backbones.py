@@ -8,7 +8,7 @@ import torch
 import torchvision
 from torch import nn
 from shared_files import assert_same_parameters
-from tiny_fcos import CONFIGS
+from tiny_models import CONFIGS
 
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
 from detectron2.modeling import build_backbone, build_model

@@ -3,7 +3,7 @@ returns masks at image resolution, and training on the embedded data makes every
 import pytest
 import torch
 from shared_files import assert_reference_checkpoint_loads
-from tiny_fcos import batch_with_masks, predict_untrained, tiny_fcos_cfg, without_gradient
+from tiny_models import batch_with_masks, predict_untrained, tiny_blendmask_cfg, without_gradient
 from train_net_runner import ROOT, SHORT_SHAPES_RUN, losses_not_falling, run_train_net
 
 from blendmask import BlendMask
@@ -11,18 +11,6 @@ from detectron2.modeling import build_model
 from rtinst.engine import load_config
 
 LOSSES = {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_basis_semantic", "loss_mask"}
-
-
-def tiny_blendmask_cfg():
-    cfg = tiny_fcos_cfg()
-    cfg.MODEL.META_ARCHITECTURE = "BlendMask"
-    cfg.MODEL.MASK_ON = True
-    cfg.MODEL.BASIS_MODULE.NUM_CLASSES = 3
-    cfg.MODEL.BASIS_MODULE.NORM = "BN"
-    cfg.MODEL.BASIS_MODULE.CONVS_DIM = 32
-    cfg.MODEL.BLENDMASK.ATTN_SIZE = 4
-    cfg.MODEL.BLENDMASK.BOTTOM_RESOLUTION = 16
-    return cfg
 
 
 @pytest.mark.parametrize("config, reference", [

@@ -5,24 +5,15 @@ import torch
 from torch import nn
 
 from blitzmask.peaks import decode_boxes, extract_peaks
-from blitzmask.spanning_set import assemble_masks, gather_coefficients, masks_to_image
+from blitzmask.spanning_set import gather_coefficients, masks_to_image
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 from rtinst.engine import load_config
-from tiny_fcos import batch_with_masks, without_gradient
+from rtinst.modeling.layers import assemble_masks
+from tiny_models import BLITZMASK_CONFIG, batch_with_masks, tiny_blitzmask_cfg, without_gradient
 from train_net_runner import ROOT, losses_not_falling
 
-CONFIG = ROOT / "configs/BlitzMask/MNV2_shapes.yaml"
 LOSSES = ["loss_heatmap", "loss_size_l1", "loss_size_iou", "loss_mask_bce", "loss_mask_dice"]
-
-
-# three classes (the synthetic batches'), 32-channel FPN and head
-TINY_OPTS = ("MODEL.BLITZMASK.NUM_CLASSES", "3", "MODEL.SEPARABLE_FPN.OUT_CHANNELS", "32",
-             "MODEL.BLITZMASK.HEAD_CHANNELS", "32")
-
-
-def tiny_cfg(*opts):
-    return load_config(str(CONFIG), ["MODEL.DEVICE", "cpu", *TINY_OPTS, *opts])
 
 
 def test_eq1_mask_is_the_coefficient_weighted_sum_of_the_spanning_set():
@@ -82,7 +73,7 @@ def test_boxes_decode_from_the_size_map_at_the_peak():
 
 
 def test_only_mobile_friendly_layers():
-    model = build_model(tiny_cfg())
+    model = build_model(tiny_blitzmask_cfg())
     kinds = {type(m).__name__ for m in model.modules()}
     assert not any(isinstance(m, nn.ConvTranspose2d) for m in model.modules())
     assert not any("Deform" in k for k in kinds)
@@ -90,7 +81,7 @@ def test_only_mobile_friendly_layers():
 
 
 def test_training_returns_every_loss_and_gradients_reach_every_part():
-    model = build_model(tiny_cfg())
+    model = build_model(tiny_blitzmask_cfg())
     losses = model(batch_with_masks())
     assert sorted(losses) == sorted(LOSSES)
     assert all(torch.isfinite(v) and v > 0 for v in losses.values())
@@ -107,7 +98,7 @@ def test_training_returns_every_loss_and_gradients_reach_every_part():
 
 
 def test_mask_loss_reaches_coefficients_and_spanning_set_only_through_eq1():
-    model = build_model(tiny_cfg())
+    model = build_model(tiny_blitzmask_cfg())
     losses = model(batch_with_masks())
     (losses["loss_mask_bce"] + losses["loss_mask_dice"]).backward()
     assert model.head.heatmap[-1].weight.grad is None
@@ -117,14 +108,14 @@ def test_mask_loss_reaches_coefficients_and_spanning_set_only_through_eq1():
 
 
 def test_an_image_without_objects_trains():
-    model = build_model(tiny_cfg())
+    model = build_model(tiny_blitzmask_cfg())
     losses = model(batch_with_masks(([], [])))
     assert losses["loss_heatmap"] > 0 and losses["loss_mask_dice"] == 0
     sum(losses.values()).backward()
 
 
 def test_default_predictor_returns_masks_at_image_resolution():
-    cfg = tiny_cfg("MODEL.BLITZMASK.TEST.SCORE_THRESH", "0.0", "MODEL.BLITZMASK.TEST.TOPK", "7")
+    cfg = tiny_blitzmask_cfg("MODEL.BLITZMASK.TEST.SCORE_THRESH", "0.0", "MODEL.BLITZMASK.TEST.TOPK", "7")
     image = np.random.default_rng(0).integers(0, 255, (150, 210, 3), dtype=np.uint8)
     out = DefaultPredictor(cfg)(image)["instances"]
     assert len(out) == 7
@@ -144,7 +135,7 @@ def test_paper_configs_build_and_run_at_320(config):
 
 
 def test_a_few_iterations_on_the_embedded_data_make_every_loss_fall(tmp_path):
-    not_falling = losses_not_falling(CONFIG, tmp_path / "run", LOSSES,
+    not_falling = losses_not_falling(BLITZMASK_CONFIG, tmp_path / "run", LOSSES,
                                      "MODEL.SEPARABLE_FPN.OUT_CHANNELS", "32",
                                      "MODEL.BLITZMASK.HEAD_CHANNELS", "32",
                                      "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR")

@@ -3,7 +3,7 @@ gradients, DefaultPredictor output, mask-score evaluation, and training on the e
 import pytest
 import torch
 from shared_files import assert_reference_checkpoint_loads
-from tiny_fcos import batch_with_masks, predict_untrained, tiny_fcos_cfg, without_gradient
+from tiny_models import batch_with_masks, predict_untrained, tiny_centermask_cfg, without_gradient
 from train_net_runner import ROOT, losses_not_falling
 
 from centermask import CenterMask
@@ -12,19 +12,6 @@ from detectron2.utils.events import EventStorage
 from rtinst.engine import load_config
 
 LOSSES = {"loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask", "loss_maskiou"}
-
-
-def tiny_centermask_cfg():
-    cfg = tiny_fcos_cfg()
-    cfg.merge_from_list([
-        "MODEL.META_ARCHITECTURE", "CenterMask", "MODEL.MASK_ON", True, "MODEL.MASKIOU_ON", True,
-        "MODEL.ROI_HEADS.NAME", "CenterROIHeads", "MODEL.ROI_HEADS.IN_FEATURES", ["p3", "p4", "p5"],
-        "MODEL.ROI_HEADS.NUM_CLASSES", 3,
-        "MODEL.ROI_MASK_HEAD.NAME", "SpatialAttentionMaskHead",
-        "MODEL.ROI_MASK_HEAD.NUM_CONV", 2, "MODEL.ROI_MASK_HEAD.CONV_DIM", 32,
-        "MODEL.ROI_MASKIOU_HEAD.NUM_CONV", 2, "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", 32,
-    ])
-    return cfg
 
 
 def _config(name, *opts):

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from tiny_fcos import tiny_fcos_cfg
+from tiny_models import tiny_fcos_cfg
 
 from centermask import ScaleAdaptiveROIPooler, SpatialAttention, assign_boxes_to_levels_by_ratio
 from centermask.mask_scoring import mask_iou_inference, mask_iou_loss, mask_iou_targets

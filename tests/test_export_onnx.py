@@ -17,8 +17,8 @@ from rtinst.export import (
     export_onnx,
     quantize_onnx,
 )
-from test_blitzmask import TINY_OPTS, tiny_cfg
-from tiny_fcos import EVERY_LEVEL_BOXES, batch_with_masks
+from tiny_models import TINY_BLITZMASK_OPTS, tiny_blitzmask_cfg
+from tiny_models import EVERY_LEVEL_BOXES, batch_with_masks
 from train_net_runner import ROOT
 
 SIZE = 128
@@ -28,7 +28,7 @@ SIZE = 128
 def trained_model():
     """The tiny BlitzMask trained for 60 iterations on two synthetic images (distinct peaks)."""
     torch.manual_seed(0)
-    model = build_model(tiny_cfg("MODEL.BLITZMASK.TEST.SCORE_THRESH", "0.05"))
+    model = build_model(tiny_blitzmask_cfg("MODEL.BLITZMASK.TEST.SCORE_THRESH", "0.05"))
     batch = batch_with_masks(EVERY_LEVEL_BOXES, SIZE)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
     for _ in range(60):
@@ -171,7 +171,7 @@ def test_export_tool_checks_parity_on_a_trained_checkpoint(trained_model, tmp_pa
     code = tool.main(["--config-file", str(ROOT / "configs/BlitzMask/MNV2_shapes.yaml"),
                       "--output", str(output), "--size", str(SIZE), str(SIZE),
                       "--images", str(images), "--quantize", "dynamic", "--time", "1",
-                      "--opts", *TINY_OPTS, "MODEL.WEIGHTS", str(weights)])
+                      "--opts", *TINY_BLITZMASK_OPTS, "MODEL.WEIGHTS", str(weights)])
     assert code == 0
     assert output.is_file() and output.with_suffix(".int8.onnx").is_file()
     assert "fp32: graph alone" in caplog.text and "int8: graph alone" in caplog.text

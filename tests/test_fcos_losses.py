@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 from torch import nn
-from tiny_fcos import SMALL_BOXES, synthetic_batch, tiny_fcos_cfg
+from tiny_models import SMALL_BOXES, synthetic_batch, tiny_fcos_cfg
 
 from detectron2.modeling import build_model
 from rtinst.modeling.fcos import FCOSLosses, ltrb_iou_loss

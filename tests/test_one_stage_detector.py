@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from tiny_fcos import SMALL_BOXES, synthetic_batch, tiny_fcos_cfg
+from tiny_models import SMALL_BOXES, synthetic_batch, tiny_fcos_cfg
 from torch import nn
 
 from detectron2.engine import DefaultPredictor

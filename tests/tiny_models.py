@@ -1,4 +1,5 @@
-"""Shared helpers of the FCOS tests: a small MobileNetV2-FPN FCOS config and synthetic batches."""
+"""Small configs of every method (a MobileNetV2-FPN FCOS and the methods built on it, a small
+BlitzMask) and synthetic batches, shared by the tests."""
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,10 @@ from detectron2.structures import BitMasks, Boxes, Instances
 from rtinst.config import get_cfg
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+BLITZMASK_CONFIG = CONFIGS / "BlitzMask/MNV2_shapes.yaml"
+# three classes (the synthetic batches'), 32-channel FPN and head
+TINY_BLITZMASK_OPTS = ("MODEL.BLITZMASK.NUM_CLASSES", "3", "MODEL.SEPARABLE_FPN.OUT_CHANNELS", "32",
+                       "MODEL.BLITZMASK.HEAD_CHANNELS", "32")
 
 # 128 px images whose boxes, with SIZES_OF_INTEREST [8, 16, 32, 48], have positives on every level:
 # P7 (cell (64, 64), max distance 64), P6 and P7 (cells (32, 32): 48, (64, 64): 56), P5 ((16, 112),
@@ -38,6 +43,41 @@ def tiny_fcos_cfg():
     cfg.MODEL.FCOS.NUM_BOX_CONVS = 1
     cfg.MODEL.FCOS.SIZES_OF_INTEREST = [8, 16, 32, 48]
     return cfg
+
+
+def tiny_blendmask_cfg():
+    """``tiny_fcos_cfg`` as BlendMask: 32-channel bases of a BN ProtoNet, 4x4 attentions, 16x16
+    RoIs."""
+    cfg = tiny_fcos_cfg()
+    cfg.MODEL.META_ARCHITECTURE = "BlendMask"
+    cfg.MODEL.MASK_ON = True
+    cfg.MODEL.BASIS_MODULE.NUM_CLASSES = 3
+    cfg.MODEL.BASIS_MODULE.NORM = "BN"
+    cfg.MODEL.BASIS_MODULE.CONVS_DIM = 32
+    cfg.MODEL.BLENDMASK.ATTN_SIZE = 4
+    cfg.MODEL.BLENDMASK.BOTTOM_RESOLUTION = 16
+    return cfg
+
+
+def tiny_centermask_cfg():
+    """``tiny_fcos_cfg`` as CenterMask: SAG-Mask and MaskIoU heads of two 32-channel convs."""
+    cfg = tiny_fcos_cfg()
+    cfg.merge_from_list([
+        "MODEL.META_ARCHITECTURE", "CenterMask", "MODEL.MASK_ON", True, "MODEL.MASKIOU_ON", True,
+        "MODEL.ROI_HEADS.NAME", "CenterROIHeads", "MODEL.ROI_HEADS.IN_FEATURES", ["p3", "p4", "p5"],
+        "MODEL.ROI_HEADS.NUM_CLASSES", 3,
+        "MODEL.ROI_MASK_HEAD.NAME", "SpatialAttentionMaskHead",
+        "MODEL.ROI_MASK_HEAD.NUM_CONV", 2, "MODEL.ROI_MASK_HEAD.CONV_DIM", 32,
+        "MODEL.ROI_MASKIOU_HEAD.NUM_CONV", 2, "MODEL.ROI_MASKIOU_HEAD.CONV_DIM", 32,
+    ])
+    return cfg
+
+
+def tiny_blitzmask_cfg(*opts):
+    """BlitzMask's shapes config with ``TINY_BLITZMASK_OPTS`` (then ``opts``) on the CPU."""
+    from rtinst.engine import load_config
+
+    return load_config(str(BLITZMASK_CONFIG), ["MODEL.DEVICE", "cpu", *TINY_BLITZMASK_OPTS, *opts])
 
 
 def synthetic_batch(boxes_per_image=EVERY_LEVEL_BOXES, size=128):
