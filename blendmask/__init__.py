@@ -1,5 +1,8 @@
 """BlendMask (Chen et al., CVPR 2020): importing this package registers the ``BlendMask``
-meta-architecture and its bottom modules; ``add_blendmask_config`` adds its config keys."""
+meta-architecture and its bottom modules, and declares the method to rtinst with its config keys
+(``add_blendmask_config``)."""
+from rtinst import register_method
+
 from .basis_module import BASIS_MODULE_REGISTRY, build_basis_module
 from .blender import Blender, blend
 from .blendmask import BlendMask
@@ -7,3 +10,5 @@ from .config import add_blendmask_config
 
 __all__ = ["BASIS_MODULE_REGISTRY", "BlendMask", "Blender", "add_blendmask_config", "blend",
            "build_basis_module"]
+
+register_method("blendmask", add_config=add_blendmask_config)

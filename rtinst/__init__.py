@@ -1,6 +1,23 @@
-"""rtinst: what the real-time instance-segmentation methods share (FCOS, backbones, data,
-evaluation, export, benchmarking). Importing it registers its Detectron2 components."""
-from .config import add_rtinst_config, get_cfg
+"""rtinst: what the real-time instance-segmentation methods share (FCOS, backbones, layers,
+data, evaluation, export, benchmarking), and the plug-in registry through which the methods join
+it (``register_method``, ``rtinst/methods.py``). Importing it registers rtinst's Detectron2
+components and imports every installed method package, which registers its own."""
+from .config import ConfigError, add_rtinst_config, get_cfg
+from .methods import load_methods, register_method
 from . import data, modeling  # noqa: F401  (fill Detectron2's registries and DatasetCatalog)
+from .benchmark.detections import BUILTIN_FAMILIES
+from .data.dataset_mapper import RobustDatasetMapper
+from .data.train_loader import repeat_factor_epochs, shuffled_epochs
+from .evaluation import build_coco_evaluator
 
-__all__ = ["add_rtinst_config", "get_cfg"]
+__all__ = ["ConfigError", "add_rtinst_config", "get_cfg", "load_methods", "register_method"]
+
+register_method(
+    "rtinst",
+    detection_families=BUILTIN_FAMILIES,
+    evaluators={"coco": build_coco_evaluator},
+    dataset_mappers={"RobustDatasetMapper": RobustDatasetMapper},
+    train_samplers={"TrainingSampler": shuffled_epochs,
+                    "RepeatFactorTrainingSampler": repeat_factor_epochs},
+)
+load_methods()

@@ -2,11 +2,15 @@
 
 FCOS keys keep AdelaiDet's names (``MODEL.FCOS.*``) so that its configs port unchanged.
 """
-import importlib
-
 import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _d2_get_cfg
+
+from .methods import add_method_configs, load_methods
+
+
+class ConfigError(ValueError):
+    """A config file or option is wrong; the message names the file or option."""
 
 
 def add_fcos_config(cfg):
@@ -102,6 +106,10 @@ def add_data_config(cfg):
     cfg.DATASETS.CACHE_DIR = ""  # where generated data lives; "" = $RTINST_CACHE or ~/.cache/rtinst
     # user datasets registered from the config: ["name=annotations.json,image_dir", ...]
     cfg.DATASETS.REGISTER = []
+    # the dataset mapper of the training and test loaders: a name a method registered
+    # (rtinst.register_method(dataset_mappers=...)); DATALOADER.SAMPLER_TRAIN names the training
+    # sampler the same way ("TrainingSampler" or "RepeatFactorTrainingSampler" built in)
+    cfg.INPUT.DATASET_MAPPER = "RobustDatasetMapper"
 
 
 def add_solver_config(cfg):
@@ -142,20 +150,13 @@ def add_rtinst_config(cfg):
     add_solver_config(cfg)
 
 
-# Method packages: get_cfg() imports each (which registers its models) and applies its
-# ``add_<package>_config`` when it has one.
-METHOD_PACKAGES = ("blendmask", "centermask", "blitzmask")
-
-
 def get_cfg():
-    """Detectron2's default config with every rtinst and method key added (the method packages
-    are imported, so their models are registered too); the default device is the GPU when there
-    is one, else the CPU."""
+    """Detectron2's default config with every rtinst key and every registered method's keys added
+    (``rtinst.methods``: the installed method packages are imported first, so their models are
+    registered too); the default device is the GPU when there is one, else the CPU."""
     cfg = _d2_get_cfg()
     add_rtinst_config(cfg)
-    for package in METHOD_PACKAGES:
-        add_config = getattr(importlib.import_module(package), f"add_{package}_config", None)
-        if add_config is not None:
-            add_config(cfg)
+    load_methods()
+    add_method_configs(cfg)
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     return cfg

@@ -103,7 +103,7 @@ def test_fix_detection_count_for_fcos():
 def test_fix_detection_count_rejects_unknown_models():
     cfg = get_cfg()
     cfg.MODEL.META_ARCHITECTURE = "SemanticSegmentor"
-    with pytest.raises(ValueError, match="register_family"):
+    with pytest.raises(ValueError, match="detection_families"):
         fix_detection_count(cfg, 10)
 
 

@@ -25,11 +25,11 @@ from rtinst.benchmark.inputs import COCO_MINI_IMAGES, list_images
 from rtinst.checkpoint import CheckpointError, SafeCheckpointer
 from rtinst.engine import ConfigError, load_config
 from rtinst.export import (
-    FixedSizePipeline,
     ONNXPredictor,
     compare_outputs,
     evaluate_onnx,
     export_onnx,
+    export_pipeline,
     quantize_onnx,
 )
 
@@ -77,8 +77,8 @@ def sample_images(folder, count):
 
 
 def check_parity(model, predictor, images):
-    """Per image, PyTorch's ``FixedSizePipeline`` and ONNX Runtime on the same letterboxed input."""
-    pipeline = FixedSizePipeline(model, predictor.height, predictor.width)
+    """Per image, the PyTorch pipeline and ONNX Runtime on the same letterboxed input."""
+    pipeline = export_pipeline(model, predictor.height, predictor.width)
     reports = []
     for image in images:
         padded, size = predictor.prepare(image)
@@ -111,7 +111,10 @@ def main(argv=None):
     except (ConfigError, CheckpointError) as e:
         sys.exit(f"error: {e}")
     height, width = args.size or (cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-    path = export_onnx(model, args.output, height, width, cfg.INPUT.FORMAT)
+    try:
+        path = export_onnx(model, args.output, height, width, cfg.INPUT.FORMAT)
+    except (ConfigError, TypeError) as e:  # no export pipeline for the model
+        sys.exit(f"error: {e}")
     logger.info(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB), ONNX checker: ok")
     images = sample_images(args.images, args.num_images)
     reports = check_parity(model, ONNXPredictor(path), images)

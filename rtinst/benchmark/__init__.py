@@ -4,10 +4,10 @@ fixed detection counts (``detections``), inputs (``inputs``), model building and
 reports (``report``)."""
 
 from .detections import (
-    PostprocessKeys,
+    BUILTIN_FAMILIES,
+    DetectionFamily,
     UnknownModelFamily,
     fix_detection_count,
-    register_family,
     set_score_threshold,
 )
 from .inputs import (
@@ -36,7 +36,8 @@ __all__ = [
     "BenchmarkSettings",
     "Measurement",
     "ModelSpec",
-    "PostprocessKeys",
+    "BUILTIN_FAMILIES",
+    "DetectionFamily",
     "TimedModel",
     "UnknownModelFamily",
     "build_eval_model",
@@ -53,7 +54,6 @@ __all__ = [
     "measure_interleaved",
     "prepare_inputs",
     "random_images",
-    "register_family",
     "resize_transform",
     "resolve_weights",
     "run_benchmark",

@@ -1,73 +1,70 @@
 """Which config keys set each model family's test-time score threshold and detection count.
 
-``FAMILIES`` is keyed by ``(config key, value)`` identifying a family, e.g.
-``("MODEL.META_ARCHITECTURE", "RetinaNet")`` or ``("MODEL.PROPOSAL_GENERATOR.NAME", "FCOS")``;
-a new method adds its entry with ``register_family``. Every entry that matches a config applies
-(a model can combine families, e.g. FCOS boxes with an R-CNN mask head).
+A family is identified by a ``(config key, value)`` pair, e.g. ``("MODEL.META_ARCHITECTURE",
+"RetinaNet")`` or ``("MODEL.PROPOSAL_GENERATOR.NAME", "FCOS")``, and described by a
+``DetectionFamily``. Methods declare theirs with ``rtinst.register_method(detection_families=
+{(key, value): DetectionFamily(...)})``; Detectron2's RetinaNet and R-CNN and rtinst's FCOS are
+``BUILTIN_FAMILIES``. Every family that matches a config applies (a model can combine families,
+e.g. FCOS boxes with an R-CNN mask head).
 """
 
 from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+
+from rtinst.methods import METHODS
+from rtinst.modeling.fcos import FCOSHead
 
 
 @dataclass(frozen=True)
-class PostprocessKeys:
-    """Config keys of one family's test-time post-processing."""
+class DetectionFamily:
+    """Config keys of one family's test-time post-processing, and how to make an untrained
+    model of the family return boxes worth post-processing."""
 
     score_thresholds: tuple = ()  # minimum scores: 0 keeps every candidate
     max_detections: tuple = ()  # detections kept per image: set to K
     candidate_pools: tuple = ()  # candidates kept before NMS: raised to at least K
     nms_thresholds: tuple = ()  # NMS IoU thresholds: 1.0 when NMS alone could leave fewer than K
-
-
-FAMILIES = {}
+    # called on a randomly initialised model before it is measured; returns what it changed
+    # (for the benchmark's record) or None
+    prepare_untrained: Optional[Callable[[torch.nn.Module], Optional[str]]] = None
 
 
 class UnknownModelFamily(ValueError):
     """No registered family describes a model's post-processing."""
 
 
-def register_family(key, value, keys):
-    """Models whose config has ``key == value`` are post-processed as ``keys`` say."""
-    FAMILIES[(key, value)] = keys
+@torch.no_grad()
+def open_untrained_fcos_boxes(model):
+    """An untrained FCOS head regresses relu(~0) = 0 distances: empty boxes, which Detectron2's
+    post-processing drops, so fewer than the requested K detections would be timed. A bias of one
+    stride on each side gives every location a box two strides wide, as sized as FCOS's targets
+    on that level."""
+    heads = [m for m in model.modules() if isinstance(m, FCOSHead) and m.norm_reg_targets]
+    for head in heads:
+        head.bbox_pred.bias.fill_(1.0)
+    return "FCOS boxes opened to two strides" if heads else None
 
 
-register_family(
-    "MODEL.META_ARCHITECTURE",
-    "RetinaNet",
-    PostprocessKeys(
+BUILTIN_FAMILIES = {
+    ("MODEL.META_ARCHITECTURE", "RetinaNet"): DetectionFamily(
         score_thresholds=("MODEL.RETINANET.SCORE_THRESH_TEST",),
         max_detections=("TEST.DETECTIONS_PER_IMAGE",),
         candidate_pools=("MODEL.RETINANET.TOPK_CANDIDATES_TEST",),
     ),
-)
-register_family(
-    "MODEL.META_ARCHITECTURE",
-    "GeneralizedRCNN",
-    PostprocessKeys(
+    ("MODEL.META_ARCHITECTURE", "GeneralizedRCNN"): DetectionFamily(
         score_thresholds=("MODEL.ROI_HEADS.SCORE_THRESH_TEST",),
         max_detections=("TEST.DETECTIONS_PER_IMAGE",),
     ),
-)
-register_family(
-    "MODEL.PROPOSAL_GENERATOR.NAME",
-    "FCOS",
-    PostprocessKeys(
+    ("MODEL.PROPOSAL_GENERATOR.NAME", "FCOS"): DetectionFamily(
         score_thresholds=("MODEL.FCOS.INFERENCE_TH_TEST",),
         max_detections=("MODEL.FCOS.POST_NMS_TOPK_TEST",),
         candidate_pools=("MODEL.FCOS.PRE_NMS_TOPK_TEST",),
         nms_thresholds=("MODEL.FCOS.NMS_TH",),
+        prepare_untrained=open_untrained_fcos_boxes,
     ),
-)
-# BlitzMask: instances are the top-K heatmap peaks above the score threshold (no NMS); with
-# threshold 0 there are exactly K whenever the heatmap has at least K local maxima
-register_family(
-    "MODEL.META_ARCHITECTURE",
-    "BlitzMask",
-    PostprocessKeys(
-        score_thresholds=("MODEL.BLITZMASK.TEST.SCORE_THRESH",),
-        max_detections=("MODEL.BLITZMASK.TEST.TOPK",),
-    ),
-)
+}
 
 
 def _get(cfg, key):
@@ -77,17 +74,22 @@ def _get(cfg, key):
 
 
 def matching_families(cfg):
-    """``{family value: PostprocessKeys}`` for every registered family ``cfg`` belongs to."""
-    return {value: keys for (key, value), keys in FAMILIES.items() if _get(cfg, key) == value}
+    """``{family value: DetectionFamily}`` for every registered family ``cfg`` belongs to."""
+    return {
+        value: family
+        for method in METHODS.values()
+        for (key, value), family in method.detection_families.items()
+        if _get(cfg, key) == value
+    }
 
 
 def set_score_threshold(cfg, threshold):
     """Sets the test-time score thresholds of ``cfg``'s families; returns the family names
     (empty when none is registered: then only the caller's own filtering applies)."""
     families = matching_families(cfg)
-    for keys in families.values():
+    for family in families.values():
         cfg.merge_from_list(
-            [item for key in keys.score_thresholds for item in (key, float(threshold))]
+            [item for key in family.score_thresholds for item in (key, float(threshold))]
         )
     return sorted(families)
 
@@ -103,12 +105,20 @@ def fix_detection_count(cfg, k):
         raise UnknownModelFamily(
             f"no registered family for META_ARCHITECTURE={cfg.MODEL.META_ARCHITECTURE} "
             f"(PROPOSAL_GENERATOR={cfg.MODEL.PROPOSAL_GENERATOR.NAME}): add one with "
-            "rtinst.benchmark.detections.register_family"
+            "rtinst.register_method(detection_families=...)"
         )
-    for keys in families.values():
-        settings = [(key, 0.0) for key in keys.score_thresholds]
-        settings += [(key, int(k)) for key in keys.max_detections]
-        settings += [(key, max(int(_get(cfg, key)), int(k))) for key in keys.candidate_pools]
-        settings += [(key, 1.0) for key in keys.nms_thresholds]
+    for family in families.values():
+        settings = [(key, 0.0) for key in family.score_thresholds]
+        settings += [(key, int(k)) for key in family.max_detections]
+        settings += [(key, max(int(_get(cfg, key)), int(k))) for key in family.candidate_pools]
+        settings += [(key, 1.0) for key in family.nms_thresholds]
         cfg.merge_from_list([item for pair in settings for item in pair])
     return sorted(families)
+
+
+def prepare_untrained(cfg, model):
+    """Runs the ``prepare_untrained`` of ``cfg``'s families on the randomly initialised
+    ``model``; returns what they changed."""
+    changes = [family.prepare_untrained(model) for family in matching_families(cfg).values()
+               if family.prepare_untrained is not None]
+    return [change for change in changes if change]

@@ -9,7 +9,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from fvcore.nn import FlopCountAnalysis
 
-from rtinst.modeling.fcos.fcos_head import FCOSHead
+from .detections import prepare_untrained
 
 logger = logging.getLogger(__name__)
 
@@ -55,30 +55,19 @@ def calibrate_normalisation(model, inputs):
     return len(layers)
 
 
-@torch.no_grad()
-def open_untrained_fcos_boxes(model):
-    """An untrained FCOS head regresses relu(~0) = 0 distances: empty boxes, which Detectron2's
-    post-processing drops, so fewer than the requested K detections would be timed. A bias of one
-    stride on each side gives every location a box two strides wide, as sized as FCOS's targets
-    on that level. Returns the number of heads changed."""
-    heads = [m for m in model.modules() if isinstance(m, FCOSHead) and m.norm_reg_targets]
-    for head in heads:
-        head.bbox_pred.bias.fill_(1.0)
-    return len(heads)
-
-
 def build_eval_model(cfg, calibration_inputs, seed=0):
     """``(model, weights description)``: the model of ``cfg`` (mutated by ``resolve_weights``) in
     eval mode on ``cfg.MODEL.DEVICE``. A random initialisation is seeded (the same architecture gets
-    the same weights) and calibrated on ``calibration_inputs``."""
+    the same weights), prepared as its detection families say (``prepare_untrained``) and
+    calibrated on ``calibration_inputs``."""
     weights = resolve_weights(cfg)
     torch.manual_seed(seed)
     model = build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
         DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
         return model, weights
-    if open_untrained_fcos_boxes(model):
-        weights += ", FCOS boxes opened to two strides"
+    for change in prepare_untrained(cfg, model):
+        weights += f", {change}"
     if calibrate_normalisation(model, calibration_inputs):
         weights += ", normalisation statistics calibrated on one image"
     return model, weights

@@ -37,7 +37,7 @@ def export_runtime_models(model, folder, height, width, input_format, num_thread
     exported at ``height`` x ``width`` to ``folder`` and run by ONNX Runtime on the CPU with
     ``num_threads`` intra-op threads; with ``int8`` ("dynamic" or "static", the latter calibrated
     on ``calibration_images``, BGR uint8 arrays) also its INT8 version. Raises TypeError (or
-    ValueError) for a model that cannot be exported (see ``rtinst.export.FixedSizePipeline``)."""
+    ValueError) for a model that cannot be exported (``rtinst.export.export_pipeline``)."""
     from rtinst.export import ONNXPredictor, export_onnx, quantize_onnx
 
     folder = Path(folder)

@@ -1,6 +1,6 @@
 """rtinst's data: dataset registration (``shapes_train`` / ``shapes_val`` and users' COCO
 datasets, registered on import) and a data-loading mapper robust to unreadable images."""
-from .dataset_mapper import RobustDatasetMapper
+from .dataset_mapper import RobustDatasetMapper, build_dataset_mapper
 from .datasets import (
     DatasetError,
     ensure_generated,
@@ -14,6 +14,7 @@ from .datasets import (
 __all__ = [
     "DatasetError",
     "RobustDatasetMapper",
+    "build_dataset_mapper",
     "ensure_generated",
     "get_cache_dir",
     "register_coco_dataset",

@@ -1,9 +1,12 @@
-"""Detectron2's ``DatasetMapper`` that survives unreadable images in training."""
+"""Detectron2's ``DatasetMapper`` that survives unreadable images in training, and the choice of
+mapper by ``INPUT.DATASET_MAPPER``."""
 import logging
 
 from detectron2.data import DatasetMapper
 from detectron2.data.detection_utils import SizeMismatchError
 from PIL import Image
+
+from rtinst.methods import find_part
 
 logger = logging.getLogger(__name__)
 
@@ -33,3 +36,10 @@ class RobustDatasetMapper(DatasetMapper):
                 raise RuntimeError(f"cannot read image {file_name}: {reason}") from e
             logger.warning("Skipping training image %s: %s", file_name, reason)
             return None
+
+
+def build_dataset_mapper(cfg, is_train: bool):
+    """The mapper named by ``INPUT.DATASET_MAPPER`` (``RobustDatasetMapper`` by default; any
+    method can register one: ``rtinst.register_method(dataset_mappers=...)``)."""
+    build = find_part("dataset_mappers", cfg.INPUT.DATASET_MAPPER, "INPUT.DATASET_MAPPER")
+    return build(cfg, is_train=is_train)

@@ -4,8 +4,8 @@ Detectron2's loader draws its sample order and augmentations from stateful rando
 restart when a job restarts, so ``--resume`` continued with other data than an uninterrupted
 run would have seen. Here
 
-* the stream of global batches is built from a seeded permutation per epoch, grouped by aspect
-  ratio (``DATALOADER.ASPECT_RATIO_GROUPING``) before any image is read, and resuming at
+* the stream of global batches is built from a seeded order per epoch (a permutation, or the
+  training sampler's order: ``DATALOADER.SAMPLER_TRAIN``), grouped by aspect ratio (``DATALOADER.ASPECT_RATIO_GROUPING``) before any image is read, and resuming at
   iteration ``k`` skips its first ``k`` batches (index work only);
 * every sample's augmentation RNG (``numpy`` / ``random``, which Detectron2's transforms use)
   is seeded from (seed, position in the stream), so it does not depend on the number of
@@ -24,7 +24,10 @@ import numpy as np
 import torch
 from detectron2.data.build import get_detection_dataset_dicts, trivial_batch_collator
 from detectron2.data.common import DatasetFromList
+from detectron2.data.samplers import RepeatFactorTrainingSampler
 from detectron2.utils import comm
+
+from rtinst.methods import find_part
 
 from .datasets import DatasetError
 
@@ -40,11 +43,36 @@ def aspect_groups(dataset_dicts, enabled):
     return np.array([0 if d["width"] > d["height"] else 1 for d in dataset_dicts], dtype=np.int64)
 
 
+def shuffled_epochs(cfg, dataset_dicts):
+    """``DATALOADER.SAMPLER_TRAIN "TrainingSampler"``: every epoch a permutation of the dataset."""
+    return lambda rng: rng.permutation(len(dataset_dicts))
+
+
+def repeat_factor_epochs(cfg, dataset_dicts):
+    """``DATALOADER.SAMPLER_TRAIN "RepeatFactorTrainingSampler"`` (LVIS, Gupta et al. 2019, App.
+    B.2): image i appears r_i = max(1, sqrt(t / f_c)) times an epoch in expectation, f_c being the
+    share of images with its rarest category c and t ``DATALOADER.REPEAT_THRESHOLD`` (Detectron2's
+    factors), rounded stochastically each epoch; the epoch is then shuffled."""
+    factors = RepeatFactorTrainingSampler.repeat_factors_from_category_frequency(
+        dataset_dicts, cfg.DATALOADER.REPEAT_THRESHOLD
+    ).numpy()
+    whole, fraction = np.floor(factors), factors - np.floor(factors)
+
+    def epoch(rng):
+        repeats = (whole + (rng.random(len(factors)) < fraction)).astype(np.int64)
+        return rng.permutation(np.repeat(np.arange(len(factors)), repeats))
+
+    return epoch
+
+
 class ResumableBatchSampler(torch.utils.data.Sampler):
     """Yields this process's part of every global batch from ``start_iter`` on, as lists of
-    ``(position, index)``: ``position`` numbers samples in the global stream."""
+    ``(position, index)``: ``position`` numbers samples in the global stream. ``epoch_order``
+    gives the dataset indices of one epoch from the stream's generator (a training sampler's,
+    e.g. ``shuffled_epochs``)."""
 
-    def __init__(self, groups, total_batch_size, seed, start_iter=0, rank=0, world_size=1):
+    def __init__(self, groups, total_batch_size, seed, start_iter=0, rank=0, world_size=1,
+                 epoch_order=None):
         if total_batch_size % world_size:
             raise ValueError(
                 f"SOLVER.IMS_PER_BATCH={total_batch_size} is not divisible by the "
@@ -56,13 +84,14 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         self._seed = seed
         self._start_iter = start_iter
         self._rank = rank
+        self._epoch_order = epoch_order or (lambda rng: rng.permutation(len(self._groups)))
 
     def global_batches(self):
         """Infinite stream of global batches (lists of dataset indices)."""
         rng = np.random.Generator(np.random.PCG64(self._seed))
         buckets = defaultdict(list)
         while True:
-            for idx in rng.permutation(len(self._groups)):
+            for idx in self._epoch_order(rng):
                 bucket = buckets[self._groups[idx]]
                 bucket.append(int(idx))
                 if len(bucket) == self._total:
@@ -120,12 +149,11 @@ def check_masks(records, dataset_names):
 
 
 def build_resumable_train_loader(cfg, mapper, start_iter, seed):
-    """The training loader for ``cfg`` from iteration ``start_iter`` on."""
-    if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
-        raise ValueError(
-            f"DATALOADER.SAMPLER_TRAIN={cfg.DATALOADER.SAMPLER_TRAIN} is not supported by "
-            "rtinst's resumable loader (only 'TrainingSampler')"
-        )
+    """The training loader for ``cfg`` from iteration ``start_iter`` on; the epochs' order comes
+    from the training sampler named by ``DATALOADER.SAMPLER_TRAIN`` (any method can register
+    one: ``rtinst.register_method(train_samplers=...)``)."""
+    build_epoch_order = find_part("train_samplers", cfg.DATALOADER.SAMPLER_TRAIN,
+                                  "DATALOADER.SAMPLER_TRAIN")
     records = get_detection_dataset_dicts(
         cfg.DATASETS.TRAIN,
         filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
@@ -141,6 +169,7 @@ def build_resumable_train_loader(cfg, mapper, start_iter, seed):
         start_iter=start_iter,
         rank=comm.get_rank(),
         world_size=comm.get_world_size(),
+        epoch_order=build_epoch_order(cfg, records),
     )
     return torch.utils.data.DataLoader(
         SeededMapDataset(records, mapper, seed),

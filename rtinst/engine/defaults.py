@@ -7,15 +7,11 @@ from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from rtinst.config import get_cfg
+from rtinst.config import ConfigError, get_cfg
 from rtinst.data.datasets import register_from_cfg, register_from_spec, set_cache_dir
 
 
 ZOO_PREFIX = "zoo:"
-
-
-class ConfigError(ValueError):
-    """A config file or option is wrong; the message names the file or option."""
 
 
 def argument_parser(epilog=None):

@@ -25,7 +25,7 @@ from detectron2.engine import HookBase
 from detectron2.utils import comm
 from detectron2.utils.events import EventStorage
 
-from rtinst.data.dataset_mapper import RobustDatasetMapper
+from rtinst.data.dataset_mapper import build_dataset_mapper
 from rtinst.data.train_loader import SeededMapDataset
 
 from .defaults import ConfigError
@@ -242,13 +242,13 @@ def _restore(backup, model, optimizer, scheduler):
 
 def build_validation_batches(cfg, dataset_name, num_batches):
     """``num_batches`` batches (this process's share of ``SOLVER.IMS_PER_BATCH`` images) of
-    ``dataset_name`` mapped by ``RobustDatasetMapper(cfg, is_train=True)`` (ground truth kept),
+    ``dataset_name`` mapped by ``build_dataset_mapper(cfg, is_train=True)`` (ground truth kept),
     their augmentation seeded, so the same on every call (BlitzMask Sec. 2.3's validation
     loss). Images are taken in dataset order, wrapping around."""
     records = get_detection_dataset_dicts(
         [dataset_name], filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
     )
-    dataset = SeededMapDataset(records, RobustDatasetMapper(cfg, is_train=True), VALIDATION_SEED)
+    dataset = SeededMapDataset(records, build_dataset_mapper(cfg, is_train=True), VALIDATION_SEED)
     total = cfg.SOLVER.IMS_PER_BATCH
     per_rank = total // comm.get_world_size()
     starts = (b * total + comm.get_rank() * per_rank for b in range(num_batches))

@@ -1,12 +1,13 @@
 """``Trainer``: Detectron2's ``DefaultTrainer`` with rtinst's data loading, evaluation and
 checkpoints.
 
-* training data: ``RobustDatasetMapper`` (unreadable images are logged and skipped) through the
-  resumable loader, so that ``--resume`` continues with exactly the batches an uninterrupted run
-  would have seen;
+* training data: the mapper ``INPUT.DATASET_MAPPER`` names (``RobustDatasetMapper``: unreadable
+  images are logged and skipped) through the resumable loader, so that ``--resume`` continues
+  with exactly the batches an uninterrupted run would have seen;
 * checkpoints hold the optimizer state (v0.6 dropped it) and the data seed (``SEED``, or a
   shared random one when ``SEED < 0``);
-* evaluation: COCO metrics on faster-coco-eval's C++ path;
+* evaluation: the evaluator registered for the dataset's ``evaluator_type`` (COCO metrics on
+  faster-coco-eval's C++ path for "coco");
 * checkpoints load through ``SafeCheckpointer`` (no code execution, clear errors);
 * ``SOLVER.LR_SCHEDULER_NAME "LookForward"``: BlitzMask's look-forward schedule
   (``look_forward.py``).
@@ -16,15 +17,15 @@ import logging
 import os
 import weakref
 
-from detectron2.data import MetadataCatalog, build_detection_test_loader
+from detectron2.data import build_detection_test_loader
 from detectron2.engine import DefaultTrainer, hooks
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
 from rtinst.checkpoint import SafeCheckpointer
-from rtinst.data.dataset_mapper import RobustDatasetMapper
+from rtinst.data.dataset_mapper import build_dataset_mapper
 from rtinst.data.train_loader import LazyTrainLoader, build_resumable_train_loader
-from rtinst.evaluation import COCOEvaluator
+from rtinst.evaluation import build_evaluator
 
 from .defaults import ConfigError
 from .look_forward import (
@@ -87,7 +88,7 @@ class Trainer(DefaultTrainer):
         return hook_list
 
     def build_train_loader(self, cfg):
-        mapper = RobustDatasetMapper(cfg, is_train=True)
+        mapper = build_dataset_mapper(cfg, is_train=True)
         return LazyTrainLoader(
             lambda start_iter: build_resumable_train_loader(cfg, mapper, start_iter, self.data_seed),
             lambda: self.start_iter,
@@ -112,19 +113,13 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_test_loader(cls, cfg, dataset_name):
         return build_detection_test_loader(
-            cfg, dataset_name, mapper=RobustDatasetMapper(cfg, is_train=False)
+            cfg, dataset_name, mapper=build_dataset_mapper(cfg, is_train=False)
         )
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):
-        evaluator_type = MetadataCatalog.get(dataset_name).get("evaluator_type", "coco")
-        if evaluator_type != "coco":
-            raise NotImplementedError(
-                f"dataset {dataset_name}: evaluator_type '{evaluator_type}' is not supported "
-                "(rtinst evaluates COCO-format datasets)"
-            )
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return COCOEvaluator(dataset_name, output_dir=output_folder)
+        return build_evaluator(cfg, dataset_name, output_folder)
 
     def build_writers(self):
         writers = [

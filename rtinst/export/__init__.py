@@ -1,10 +1,29 @@
 """Export to ONNX (whole pipeline, fixed input size), an ONNX Runtime predictor returning
-Detectron2 ``Instances``, and INT8 quantization."""
-from .onnx_export import EXPORT_OUTPUTS, FixedSizePipeline, export_onnx
-from .evaluate import evaluate_onnx
-from .onnx_predictor import ONNXPredictor, letterbox
-from .parity import Parity, compare_outputs
-from .quantize import quantize_onnx
+Detectron2 ``Instances``, and INT8 quantization.
 
-__all__ = ["EXPORT_OUTPUTS", "FixedSizePipeline", "ONNXPredictor", "Parity", "compare_outputs",
-           "evaluate_onnx", "export_onnx", "letterbox", "quantize_onnx"]
+The pipelines (``pipeline.py``) need torch only, so that methods can register theirs at import;
+the parts that need onnx / onnxruntime (importing onnx alone takes about a second) are imported
+when first used.
+"""
+import importlib
+
+from .pipeline import EXPORT_OUTPUTS, INPUT_NAMES, FixedSizePipeline, export_pipeline
+
+_ONNX_PARTS = {
+    "export_onnx": "onnx_export",
+    "evaluate_onnx": "evaluate",
+    "ONNXPredictor": "onnx_predictor",
+    "letterbox": "onnx_predictor",
+    "Parity": "parity",
+    "compare_outputs": "parity",
+    "quantize_onnx": "quantize",
+}
+
+__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "FixedSizePipeline", "export_pipeline",
+           *_ONNX_PARTS]
+
+
+def __getattr__(name):
+    if name in _ONNX_PARTS:
+        return getattr(importlib.import_module(f".{_ONNX_PARTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from detectron2.structures import Boxes, Instances
 
-from .onnx_export import INPUT_NAMES
+from .pipeline import INPUT_NAMES
 
 __all__ = ["ONNXPredictor", "letterbox"]
 

@@ -1,0 +1,151 @@
+"""Method plug-ins: how a method joins rtinst without any file of rtinst changing.
+
+A method is a Python package. Importing it registers its models in Detectron2's registries as
+usual (``@META_ARCH_REGISTRY.register()``, ...) and calls ``register_method`` once, declaring its
+config keys and, where it has them, the parts that rtinst's shared code looks up by name:
+
+==================  ===============================================  ===========================
+``register_method``  looked up by                                    used by
+==================  ===============================================  ===========================
+add_config          (every method's is applied)                      ``rtinst.config.get_cfg``
+detection_families  ``(config key, value)`` the config has           ``tools/benchmark.py``,
+                                                                     ``tools/demo.py``
+evaluators          the test dataset's ``evaluator_type`` metadata   ``Trainer.build_evaluator``
+dataset_mappers     ``INPUT.DATASET_MAPPER``                         the training / test loaders
+train_samplers      ``DATALOADER.SAMPLER_TRAIN``                     the resumable training loader
+export_pipelines    the model's class (its META_ARCHITECTURE)        ``rtinst.export``
+==================  ===============================================  ===========================
+
+rtinst finds the method packages through the entry-point group ``rtinst.methods`` (``name =
+package`` in a distribution's metadata): the repository's ``setup.py`` declares one for each
+of its method packages, those of ``projects/<Name>/<package>/`` included, and a separately
+installed package declares its own. ``import rtinst`` and ``get_cfg()`` import them all
+(``load_methods``). rtinst's own shared parts (the COCO evaluator, the robust mapper, the
+training samplers, Detectron2's and FCOS's detection families) are registered the same way,
+under the name "rtinst".
+"""
+import importlib
+import sys
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Callable, Dict, Mapping, Optional, Tuple
+
+__all__ = ["ENTRY_POINT_GROUP", "METHODS", "Method", "MethodError", "add_method_configs",
+           "find_part", "load_methods", "register_method"]
+
+ENTRY_POINT_GROUP = "rtinst.methods"
+
+# what register_method takes, by argument name: the singular used in messages
+PART_KINDS = {
+    "detection_families": "detection family",
+    "evaluators": "evaluator",
+    "dataset_mappers": "dataset mapper",
+    "train_samplers": "training sampler",
+    "export_pipelines": "export pipeline",
+}
+
+
+class MethodError(RuntimeError):
+    """A method package cannot be imported or declares something another one already does."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """What one method package declares; see the module docstring for what each part is."""
+
+    name: str
+    module: str  # the module that called register_method
+    add_config: Optional[Callable] = None
+    # {(config key, value): rtinst.benchmark.DetectionFamily}
+    detection_families: Mapping[Tuple[str, str], object] = field(default_factory=dict)
+    # {evaluator_type: build(cfg, dataset_name, output_folder) -> DatasetEvaluator}
+    evaluators: Mapping[str, Callable] = field(default_factory=dict)
+    # {INPUT.DATASET_MAPPER name: build(cfg, is_train) -> mapper}
+    dataset_mappers: Mapping[str, Callable] = field(default_factory=dict)
+    # {DATALOADER.SAMPLER_TRAIN name: build(cfg, dataset_dicts) -> epoch order (rng -> indices)}
+    train_samplers: Mapping[str, Callable] = field(default_factory=dict)
+    # {meta-architecture class name: pipeline class, e.g. rtinst.export.FixedSizePipeline}
+    export_pipelines: Mapping[str, type] = field(default_factory=dict)
+
+
+METHODS: Dict[str, Method] = {}
+
+
+def register_method(name: str, *, add_config: Optional[Callable] = None,
+                    detection_families: Optional[Mapping] = None,
+                    evaluators: Optional[Mapping] = None,
+                    dataset_mappers: Optional[Mapping] = None,
+                    train_samplers: Optional[Mapping] = None,
+                    export_pipelines: Optional[Mapping] = None) -> Method:
+    """Declares method ``name`` (called once, from its package's ``__init__``). A ``MethodError``
+    when another method has that name or already declares one of the parts' names."""
+    method = Method(
+        name=name, module=sys._getframe(1).f_globals.get("__name__", "?"), add_config=add_config,
+        detection_families=dict(detection_families or {}), evaluators=dict(evaluators or {}),
+        dataset_mappers=dict(dataset_mappers or {}), train_samplers=dict(train_samplers or {}),
+        export_pipelines=dict(export_pipelines or {}),
+    )
+    previous = METHODS.get(name)
+    if previous is not None and previous.module != method.module:
+        raise MethodError(f"two packages register a method named {name!r}: "
+                          f"{previous.module} and {method.module}")
+    for other in METHODS.values():
+        if other.name == name:
+            continue
+        for kind, singular in PART_KINDS.items():
+            shared = set(getattr(other, kind)) & set(getattr(method, kind))
+            if shared:
+                raise MethodError(f"method {name!r} ({method.module}) declares the {singular} "
+                                  f"{sorted(shared)[0]!r}, which method {other.name!r} "
+                                  f"({other.module}) already declares")
+    METHODS[name] = method
+    return method
+
+
+def find_part(kind: str, name, config_key: str):
+    """The part ``name`` of ``kind`` (a ``register_method`` argument, e.g. "dataset_mappers")
+    that some method declares; a ``ConfigError`` naming ``config_key`` and the known names."""
+    from .config import ConfigError
+
+    for method in METHODS.values():
+        parts = getattr(method, kind)
+        if name in parts:
+            return parts[name]
+    known = sorted(str(n) for m in METHODS.values() for n in getattr(m, kind))
+    raise ConfigError(f"{config_key}: no {PART_KINDS[kind]} {name!r} is registered (known: "
+                   f"{', '.join(known) or 'none'}); a method declares its own with "
+                   f"rtinst.register_method({kind}=...)")
+
+
+_LOADED = set()
+
+
+def load_methods():
+    """Imports every package of the entry-point group ``rtinst.methods`` not imported yet (each
+    registers itself); a ``MethodError`` naming the entry point of one that fails to import."""
+    for entry_point in entry_points(group=ENTRY_POINT_GROUP):
+        if entry_point.value in _LOADED:
+            continue
+        _LOADED.add(entry_point.value)
+        try:
+            importlib.import_module(entry_point.value)
+        except Exception as e:
+            _LOADED.discard(entry_point.value)
+            raise MethodError(
+                f"method package {entry_point.value!r} (entry point {entry_point.name!r} of "
+                f"{ENTRY_POINT_GROUP}) failed to import: {type(e).__name__}: {e}"
+            ) from e
+
+
+def add_method_configs(cfg):
+    """Applies every registered method's ``add_config`` to ``cfg`` (by method name). A
+    ``MethodError`` for an entry point whose package registered no method."""
+    registered = {m.module.partition(".")[0] for m in METHODS.values()}
+    silent = sorted(p for p in _LOADED if p.partition(".")[0] not in registered)
+    if silent:
+        raise MethodError(f"{', '.join(silent)}: listed in the entry points {ENTRY_POINT_GROUP} "
+                          "but registered no method (call rtinst.register_method in its "
+                          "__init__)")
+    for name in sorted(METHODS):
+        if METHODS[name].add_config is not None:
+            METHODS[name].add_config(cfg)
