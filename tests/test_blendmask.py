@@ -74,6 +74,7 @@ def test_default_predictor_returns_masks_at_image_resolution():
     assert (boxes[:, 2] <= 210).all() and (boxes[:, 3] <= 150).all()
 
 
+@pytest.mark.slow
 def test_a_few_iterations_on_the_embedded_data_make_every_loss_fall(tmp_path):
     not_falling = losses_not_falling(
         ROOT / "configs/BlendMask/MNV2_FPN_shapes.yaml", tmp_path / "run", LOSSES,
@@ -82,9 +83,11 @@ def test_a_few_iterations_on_the_embedded_data_make_every_loss_fall(tmp_path):
     assert not_falling == {}
 
 
+@pytest.mark.ddp
 def test_two_process_data_parallel_training(tmp_path):
-    """Two gloo workers train: the mask loss's centerness normaliser is averaged over them (a
-    collective), and every parameter gets a gradient (DDP fails on unused ones)."""
+    """Two gloo workers train BlendMask to the end through train_net.py: every parameter gets a
+    gradient (DDP fails on unused ones) and the normalisers' collectives do not deadlock (that
+    the workers compute what one does: test_data_parallel.py)."""
     out = tmp_path / "ddp"
     res = run_train_net(ROOT / "configs/BlendMask/MNV2_FPN_shapes.yaml", "--num-gpus", "2",
                         *SHORT_SHAPES_RUN, "SOLVER.MAX_ITER", "4", "OUTPUT_DIR", str(out),

@@ -134,6 +134,7 @@ def test_paper_configs_build_and_run_at_320(config):
     assert out.image_size == (320, 320)
 
 
+@pytest.mark.slow
 def test_a_few_iterations_on_the_embedded_data_make_every_loss_fall(tmp_path):
     not_falling = losses_not_falling(BLITZMASK_CONFIG, tmp_path / "run", LOSSES,
                                      "MODEL.SEPARABLE_FPN.OUT_CHANNELS", "32",

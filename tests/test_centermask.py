@@ -99,6 +99,7 @@ def test_default_predictor_returns_masks_at_image_resolution_and_mask_scores():
     assert (out.mask_scores <= out.scores + 1e-6).all()  # scores x IoU, IoU clamped to [0, 1]
 
 
+@pytest.mark.slow
 def test_a_few_iterations_on_the_embedded_data_make_every_loss_fall(tmp_path):
     not_falling = losses_not_falling(
         ROOT / "configs/CenterMask/MNV2_FPN_shapes.yaml", tmp_path / "run", LOSSES,

@@ -9,13 +9,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from detectron2.data import DatasetCatalog, build_detection_train_loader
+from detectron2.data import DatasetCatalog
 from PIL import Image
 
 from rtinst.config import get_cfg
 from rtinst.data import DatasetError, RobustDatasetMapper, register_coco_dataset, register_from_spec
-from rtinst.data.train_loader import check_masks
-from shared_files import COCO_MINI
+from rtinst.data.train_loader import build_resumable_train_loader, check_masks
 
 
 GOOD = ["good1.png", "good2.png", "good3.png"]
@@ -151,11 +150,12 @@ def test_good_image_maps_and_programming_errors_propagate(bad_dataset, cfg):
         RobustDatasetMapper(cfg, is_train=True)({"height": 48, "width": 64})
 
 
-def test_train_loader_never_yields_unreadable_images(bad_dataset, cfg):
+def test_the_trainers_loader_never_yields_unreadable_images(bad_dataset, cfg):
     cfg.DATASETS.TRAIN = (bad_dataset.name,)
     cfg.DATALOADER.NUM_WORKERS = 0
     cfg.SOLVER.IMS_PER_BATCH = 2
-    loader = build_detection_train_loader(cfg, mapper=RobustDatasetMapper(cfg, is_train=True))
+    mapper = RobustDatasetMapper(cfg, is_train=True)
+    loader = build_resumable_train_loader(cfg, mapper, start_iter=0, seed=0)
     seen = set()
     for batch in itertools.islice(loader, 6):
         assert len(batch) == 2
@@ -225,10 +225,9 @@ def test_spec_registers(bad_dataset, tmp_path):
     assert len(DatasetCatalog.get(name)) == 6
 
 
-@pytest.mark.skipif(not os.path.isdir(COCO_MINI), reason="needs the COCO train2017 mini set")
-def test_real_coco_subset(cfg):
-    json_file = os.path.join(COCO_MINI, "annotations", "instances_train2017.json")
-    register_coco_dataset("coco_mini_rtinst_test", json_file, os.path.join(COCO_MINI, "train2017"))
+def test_real_coco_subset(cfg, coco_mini):
+    json_file = os.path.join(coco_mini, "annotations", "instances_train2017.json")
+    register_coco_dataset("coco_mini_rtinst_test", json_file, os.path.join(coco_mini, "train2017"))
     records = DatasetCatalog.get("coco_mini_rtinst_test")
     with open(json_file) as f:
         coco = json.load(f)

@@ -8,10 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from shared_files import COCO_MINI
+
+pytestmark = pytest.mark.slow  # every test runs the tool in a subprocess
 
 REPO = Path(__file__).resolve().parents[1]
-COCO_IMAGES = COCO_MINI / "train2017"
 
 
 def run_demo(inputs, output):
@@ -37,11 +37,10 @@ def run_demo(inputs, output):
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.skipif(not COCO_IMAGES.is_dir(), reason="COCO mini images not available")
-def test_images_in_a_folder_skipping_an_unreadable_one(tmp_path):
+def test_images_in_a_folder_skipping_an_unreadable_one(tmp_path, coco_mini):
     folder = tmp_path / "images"
     folder.mkdir()
-    sources = sorted(COCO_IMAGES.glob("*.jpg"))[:2]
+    sources = sorted((coco_mini / "train2017").glob("*.jpg"))[:2]
     for source in sources:
         shutil.copy(source, folder)
     (folder / "broken.jpg").write_text("not an image")

@@ -20,6 +20,7 @@ def test_installed_C_is_the_pure_python_one():
     assert getattr(_C, "IS_PURE_PYTHON", False), _C.__file__
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "order", ["import detectron2.layers, detectron2.evaluation", "import detectron2.evaluation, detectron2.layers"]
 )

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from shared_files import COCO_MINI
 from torch import nn
 
 from detectron2.modeling import build_backbone
@@ -102,7 +101,8 @@ def test_drop_connect_only_in_training():
     residual_only = (block(x) == x).flatten(1).all(1)
     assert 0 < residual_only.sum() < 64  # about half the samples skip the block's branch
     block.eval()
-    assert torch.equal(block(x), block(x))
+    full_branch = block.project(block.depthwise(block.expand(x))) + x  # no sample skips it
+    assert torch.equal(block(x), full_branch)
 
 
 def test_bad_name_lists_the_choices():
@@ -173,22 +173,14 @@ def _imagenet_classifier(backbone, checkpoint):
     return lambda x: head(backbone(x)["res5"])
 
 
-def test_pretrained_lite0_is_deterministic_and_recognises_a_teddy_bear():
+def test_pretrained_lite0_recognises_a_teddy_bear(coco_mini):
     backbone = build_backbone(_cfg(pretrained=True, backbone="build_efficientnet_lite_backbone"))
     backbone.eval()
-    torch.manual_seed(0)
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        first, second = backbone(x), backbone(x)
-    for name, output in first.items():
-        assert torch.isfinite(output).all() and output.abs().sum() > 0, name
-        assert torch.equal(output, second[name]), name
-
     checkpoint = efficientnet_lite.load_pretrained_efficientnet_lite(
         efficientnet_lite.pretrained_weights_path("lite0"), "lite0"
     )
     classify = _imagenet_classifier(backbone, checkpoint)
-    image = Image.open(COCO_MINI / "train2017" / "000000012448.jpg").convert("RGB")
+    image = Image.open(coco_mini / "train2017" / "000000012448.jpg").convert("RGB")
     pixels = np.asarray(image.resize((224, 224)), dtype=np.float32)
     x = (torch.from_numpy(pixels).permute(2, 0, 1)[None] - 127.0) / 128.0
     with torch.no_grad():

@@ -181,6 +181,7 @@ def test_two_processes_generate_one_consistent_dataset(tmp_path):
     assert _files(root) == _files(reference)
 
 
+@pytest.mark.slow
 def test_importing_rtinst_generates_nothing(tmp_path):
     cache = tmp_path / "cache"
     code = (

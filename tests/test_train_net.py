@@ -32,6 +32,7 @@ def final_state(out_dir):
     return torch.load(Path(out_dir) / "model_final.pth", weights_only=True)
 
 
+@pytest.mark.slow
 def test_training_makes_the_loss_fall(tmp_path):
     out = tmp_path / "run"
     train_net(*TINY, "SOLVER.MAX_ITER", "60", "SOLVER.STEPS", "()", "OUTPUT_DIR", str(out))
@@ -40,6 +41,7 @@ def test_training_makes_the_loss_fall(tmp_path):
     assert np.mean(losses[-2:]) < 0.8 * losses[0], losses
 
 
+@pytest.mark.slow
 def test_resume_after_kill_continues_exactly(tmp_path):
     schedule = ["SOLVER.MAX_ITER", "16", "SOLVER.STEPS", "(8, 12)", "SOLVER.CHECKPOINT_PERIOD", "3"]
     uninterrupted, interrupted = tmp_path / "a", tmp_path / "b"
@@ -74,7 +76,10 @@ def test_resume_after_kill_continues_exactly(tmp_path):
     assert lr_a[15] == pytest.approx(0.01 * 0.1 * 0.1)
 
 
+@pytest.mark.ddp
 def test_two_process_gloo_data_parallel(tmp_path):
+    """train_net.py --num-gpus 2 on the CPU: two gloo workers train to the end (the value check,
+    one worker against two: test_data_parallel.py)."""
     out = tmp_path / "ddp"
     res = train_net("--num-gpus", "2", *TINY, "SOLVER.MAX_ITER", "4", "SOLVER.STEPS", "()",
                     "OUTPUT_DIR", str(out), timeout=600)
@@ -83,6 +88,7 @@ def test_two_process_gloo_data_parallel(tmp_path):
     assert final_state(out)["iteration"] == 3
 
 
+@pytest.mark.slow
 def test_eval_only_prints_box_ap(tmp_path):
     out = tmp_path / "run"
     train_net(*TINY, "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()", "OUTPUT_DIR", str(out))
@@ -95,6 +101,7 @@ def test_eval_only_prints_box_ap(tmp_path):
     assert all(0.0 <= float(v) <= 100.0 for v in values.split(","))
 
 
+@pytest.mark.slow
 def test_unknown_config_key_in_a_file_names_file_and_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(f'_BASE_: "{CONFIG}"\nMODEL:\n  FCOS:\n    NUM_CLASES: 3\n')
@@ -104,6 +111,7 @@ def test_unknown_config_key_in_a_file_names_file_and_key(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_a_flag_after_the_overrides_is_a_clear_error():
     res = train_net("SOLVER.MAX_ITER", "2", "--resume", check=False)
     assert res.returncode != 0
@@ -111,6 +119,7 @@ def test_a_flag_after_the_overrides_is_a_clear_error():
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_missing_weights_in_eval_only_is_a_clear_error(tmp_path):
     res = train_net("--eval-only", "MODEL.WEIGHTS", str(tmp_path / "nope.pth"), check=False)
     assert res.returncode != 0
@@ -118,6 +127,7 @@ def test_missing_weights_in_eval_only_is_a_clear_error(tmp_path):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_unknown_command_line_key_is_a_clear_error():
     res = train_net("MODEL.FCOS.NMS_THRESH", "0.5", check=False)
     assert res.returncode != 0

@@ -22,7 +22,6 @@ import torch
 
 import rtinst  # noqa: F401  (registers rtinst's models; its get_cfg those of every method)
 from rtinst.benchmark import (
-    COCO_MINI_IMAGES,
     BenchmarkSettings,
     ModelSpec,
     UnknownModelFamily,
@@ -88,8 +87,8 @@ def parse_args(argv=None):
     parser.add_argument("--max-size", type=int, default=1333)
     parser.add_argument(
         "--images",
-        default=str(COCO_MINI_IMAGES) if COCO_MINI_IMAGES.is_dir() else None,
-        help="image folder (default: the COCO mini set if present, else random images)",
+        help="image folder, e.g. COCO's val2017 (default: random noise images, whose detection "
+        "counts differ from real ones unless --num-detections fixes them)",
     )
     parser.add_argument("--num-images", type=int, default=10)
     parser.add_argument(

@@ -21,7 +21,7 @@ from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
 
 import rtinst  # noqa: F401  (registers rtinst's models; its get_cfg those of every method)
-from rtinst.benchmark.inputs import COCO_MINI_IMAGES, list_images
+from rtinst.benchmark.inputs import list_images, random_images
 from rtinst.checkpoint import CheckpointError, SafeCheckpointer
 from rtinst.engine import ConfigError, load_config
 from rtinst.export import (
@@ -44,8 +44,9 @@ def parse_args(argv=None):
     parser.add_argument("--output", required=True, help="the .onnx file to write")
     parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
                         help="input size (default: INPUT.MAX_SIZE_TEST squared)")
-    parser.add_argument("--images", default=str(COCO_MINI_IMAGES),
-                        help="folder of images for the parity check and static calibration")
+    parser.add_argument("--images",
+                        help="folder of images for the parity check, static calibration and "
+                             "--time (default: random noise images; calibrate on real ones)")
     parser.add_argument("--num-images", type=int, default=8)
     parser.add_argument("--quantize", choices=["dynamic", "static"],
                         help="also write an INT8 model next to --output (*.int8.onnx)")
@@ -69,7 +70,12 @@ def load_model(cfg):
     return model
 
 
-def sample_images(folder, count):
+def sample_images(folder, count, height, width):
+    """``count`` BGR images of ``folder``, or random noise images of the export size without one
+    (a warning: INT8 ranges calibrated on noise are poor)."""
+    if folder is None:
+        logger.warning("no --images: checking parity on random noise images")
+        return random_images(count, height, width)
     paths = list_images(folder)[:count]
     if not paths:
         raise FileNotFoundError(f"--images {folder}: no images found")
@@ -116,7 +122,10 @@ def main(argv=None):
     except (ConfigError, TypeError) as e:  # no export pipeline for the model
         sys.exit(f"error: {e}")
     logger.info(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB), ONNX checker: ok")
-    images = sample_images(args.images, args.num_images)
+    try:
+        images = sample_images(args.images, args.num_images, height, width)
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
     reports = check_parity(model, ONNXPredictor(path), images)
     summary = {
         "parity_ok": all(r.ok() for r in reports),

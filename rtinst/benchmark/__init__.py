@@ -11,7 +11,6 @@ from .detections import (
     set_score_threshold,
 )
 from .inputs import (
-    COCO_MINI_IMAGES,
     fixed_input_size,
     list_images,
     load_images,
@@ -32,7 +31,6 @@ from .report import markdown_document, markdown_table
 from .runner import BenchmarkSettings, ModelSpec, run_benchmark
 
 __all__ = [
-    "COCO_MINI_IMAGES",
     "BenchmarkSettings",
     "Measurement",
     "ModelSpec",

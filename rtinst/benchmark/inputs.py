@@ -12,13 +12,6 @@ from detectron2.data.detection_utils import read_image
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
-# the 209 real COCO images shipped beside the repository (../shared), when present
-COCO_MINI_IMAGES = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "coco_train2017_mini"
-    / "train2017"
-)
-
-
 def list_images(folder):
     """Sorted image files (by extension) directly in ``folder``."""
     return sorted(
