@@ -113,8 +113,8 @@ def find_part(kind: str, name, config_key: str):
             return parts[name]
     known = sorted(str(n) for m in METHODS.values() for n in getattr(m, kind))
     raise ConfigError(f"{config_key}: no {PART_KINDS[kind]} {name!r} is registered (known: "
-                   f"{', '.join(known) or 'none'}); a method declares its own with "
-                   f"rtinst.register_method({kind}=...)")
+                      f"{', '.join(known) or 'none'}); a method declares its own with "
+                      f"rtinst.register_method({kind}=...)")
 
 
 _LOADED = set()

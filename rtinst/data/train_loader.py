@@ -4,9 +4,10 @@ Detectron2's loader draws its sample order and augmentations from stateful rando
 restart when a job restarts, so ``--resume`` continued with other data than an uninterrupted
 run would have seen. Here
 
-* the stream of global batches is built from a seeded order per epoch (a permutation, or the
-  training sampler's order: ``DATALOADER.SAMPLER_TRAIN``), grouped by aspect ratio (``DATALOADER.ASPECT_RATIO_GROUPING``) before any image is read, and resuming at
-  iteration ``k`` skips its first ``k`` batches (index work only);
+* the stream of global batches is built from a seeded order per epoch (the training sampler's,
+  ``DATALOADER.SAMPLER_TRAIN``: a permutation by default), grouped by aspect ratio
+  (``DATALOADER.ASPECT_RATIO_GROUPING``) before any image is read, and resuming at iteration
+  ``k`` skips its first ``k`` batches (index work only);
 * every sample's augmentation RNG (``numpy`` / ``random``, which Detectron2's transforms use)
   is seeded from (seed, position in the stream), so it does not depend on the number of
   workers or on restarts;
