@@ -2,7 +2,7 @@
 written into a temporary ``projects/Toy/toymethod/`` declares itself in the entry-point group
 ``rtinst.methods`` and calls ``rtinst.register_method`` (a config key, a meta-architecture, a
 detection family); once installed, ``get_cfg()``, ``train_net.py``, ``tools/benchmark.py`` and
-``tools/demo.py`` use it."""
+``tools/demo.py`` use it; and the repository's setup.py declares a projects/ package the same way."""
 import json
 import os
 import subprocess
@@ -68,8 +68,9 @@ class ToyDetector(nn.Module):
             scores, cells = grid.sigmoid().flatten().topk(min(self.topk, grid.numel()))
             keep = scores >= self.score_thresh
             scores, cells = scores[keep], cells[keep]
-            height, width = x.get("height", x["image"].shape[1]), x.get("width", x["image"].shape[2])
-            scale = torch.tensor([width / x["image"].shape[2], height / x["image"].shape[1]] * 2)
+            input_height, input_width = x["image"].shape[1:]
+            height, width = x.get("height", input_height), x.get("width", input_width)
+            scale = torch.tensor([width / input_width, height / input_height] * 2)
             xs, ys = (cells % grid.shape[1]).float(), (cells // grid.shape[1]).float()
             boxes = torch.stack([xs, ys, xs + 1, ys + 1], dim=1) * STRIDE * scale
             instances = Instances((height, width), pred_boxes=Boxes(boxes), scores=scores,
@@ -163,8 +164,8 @@ def toy_project(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                     "--no-build-isolation", "--target", str(site), str(project)],
                    check=True, capture_output=True, text=True, timeout=300)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(site),
-                                                                       os.environ.get("PYTHONPATH")]))}
+    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     return config, env, _toy_dataset(root / "data")
 
 
@@ -213,7 +214,8 @@ def test_benchmark_fixes_its_detection_count_through_its_family(toy_project, tra
                    "--num-detections", str(K), "--json", report_path], env)
     assert result.returncode == 0, result.stderr[-3000:]
     (row,) = json.loads(report_path.read_text())["models"]
-    assert row["meta_architecture"] == "ToyDetector" and row["detection_families"] == ["ToyDetector"]
+    assert row["meta_architecture"] == "ToyDetector"
+    assert row["detection_families"] == ["ToyDetector"]
     assert row["detections_min"] == row["detections_max"] == K  # score threshold 0 from the family
 
 
@@ -230,3 +232,19 @@ def test_demo_draws_its_detections(toy_project, trained, tmp_path):
     assert "no registered test-time threshold" not in result.stderr  # its family was found
     drawn = cv2.imread(str(tmp_path / "drawn.png"))
     assert drawn.shape == (64, 64, 3) and not np.array_equal(drawn, pixels)  # boxes drawn
+
+
+def test_the_repositorys_setup_declares_each_project_package(tmp_path):
+    """setup.py, run on a copy of the repository's layout with projects/Toy/toymethod/, installs
+    the package and writes its entry point beside the built-in methods'."""
+    (tmp_path / "projects" / "Toy" / "toymethod").mkdir(parents=True)
+    (tmp_path / "projects" / "Toy" / "toymethod" / "__init__.py").write_text("")
+    (tmp_path / "setup.py").write_text((ROOT / "setup.py").read_text())
+    result = _run(["setup.py", "-q", "egg_info", "--egg-base", tmp_path], os.environ, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    info = tmp_path / "rtinst.egg-info"
+    entry_points = (info / "entry_points.txt").read_text().split()
+    assert entry_points[0] == f"[{ENTRY_POINT_GROUP}]"
+    packages = ["blendmask", "centermask", "blitzmask", "toymethod"]
+    assert sorted(entry_points[1:]) == sorted(" ".join(f"{p} = {p}" for p in packages).split())
+    assert "toymethod" in (info / "top_level.txt").read_text().split()
