@@ -2,7 +2,7 @@
 written into a temporary ``projects/Toy/toymethod/`` declares itself in the entry-point group
 ``rtinst.methods`` and calls ``rtinst.register_method`` (a config key, a meta-architecture, a
 detection family); once installed, ``get_cfg()``, ``train_net.py``, ``tools/benchmark.py`` and
-``tools/demo.py`` use it; and the repository's setup.py declares a projects/ package the same way."""
+``tools/demo.py`` use it. The repository's setup.py declares a projects/ package the same way."""
 import json
 import os
 import subprocess
