@@ -11,9 +11,15 @@ from rtinst.data.train_loader import (
     ResumableBatchSampler,
     SeededMapDataset,
     build_resumable_train_loader,
+    shuffled_epochs,
 )
 
 GROUPS = [0, 1, 0, 0, 1, 0, 1, 1, 0, 0, 1, 0]  # aspect-ratio group of 12 samples
+SHUFFLED = shuffled_epochs(get_cfg(), GROUPS)  # TrainingSampler's order of the 12 samples
+
+
+def _sampler(seed, total_batch_size=4, **kwargs):
+    return ResumableBatchSampler(GROUPS, total_batch_size, seed, epoch_order=SHUFFLED, **kwargs)
 
 
 def _batches(sampler, count):
@@ -21,9 +27,8 @@ def _batches(sampler, count):
 
 
 def test_workers_take_disjoint_slices_that_make_up_the_global_batch():
-    single = _batches(ResumableBatchSampler(GROUPS, 4, seed=3), 6)
-    ranks = [_batches(ResumableBatchSampler(GROUPS, 4, seed=3, rank=r, world_size=2), 6)
-             for r in range(2)]
+    single = _batches(_sampler(seed=3), 6)
+    ranks = [_batches(_sampler(seed=3, rank=r, world_size=2), 6) for r in range(2)]
     for whole, first, second in zip(single, *ranks):
         assert len(first) == len(second) == 2
         assert first + second == whole  # (position, index) pairs, in order
@@ -33,16 +38,16 @@ def test_workers_take_disjoint_slices_that_make_up_the_global_batch():
 
 
 def test_resuming_at_iteration_k_continues_the_uninterrupted_stream():
-    uninterrupted = _batches(ResumableBatchSampler(GROUPS, 4, seed=5), 9)
-    resumed = _batches(ResumableBatchSampler(GROUPS, 4, seed=5, start_iter=6), 3)
+    uninterrupted = _batches(_sampler(seed=5), 9)
+    resumed = _batches(_sampler(seed=5, start_iter=6), 3)
     assert resumed == uninterrupted[6:]
-    other_seed = _batches(ResumableBatchSampler(GROUPS, 4, seed=6), 9)
+    other_seed = _batches(_sampler(seed=6), 9)
     assert other_seed != uninterrupted
 
 
 def test_a_global_batch_that_does_not_split_evenly_is_a_clear_error():
     with pytest.raises(ValueError, match=r"SOLVER.IMS_PER_BATCH=5 is not divisible by .* \(2\)"):
-        ResumableBatchSampler(GROUPS, 5, seed=0, world_size=2)
+        _sampler(seed=0, total_batch_size=5, world_size=2)
 
 
 def _skipping_mapper(bad):

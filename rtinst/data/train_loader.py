@@ -72,8 +72,8 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
     gives the dataset indices of one epoch from the stream's generator (a training sampler's,
     e.g. ``shuffled_epochs``)."""
 
-    def __init__(self, groups, total_batch_size, seed, start_iter=0, rank=0, world_size=1,
-                 epoch_order=None):
+    def __init__(self, groups, total_batch_size, seed, start_iter=0, rank=0, world_size=1, *,
+                 epoch_order):
         if total_batch_size % world_size:
             raise ValueError(
                 f"SOLVER.IMS_PER_BATCH={total_batch_size} is not divisible by the "
@@ -85,7 +85,7 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         self._seed = seed
         self._start_iter = start_iter
         self._rank = rank
-        self._epoch_order = epoch_order or (lambda rng: rng.permutation(len(self._groups)))
+        self._epoch_order = epoch_order
 
     def global_batches(self):
         """Infinite stream of global batches (lists of dataset indices)."""
