@@ -8,7 +8,8 @@ detectron2 v0.6's Python files byte for byte but not its C++/CUDA sources. This 
    sha256 against the pin below;
 2. copies ``detectron2/`` and the three projects v0.6 installs under ``detectron2.projects``;
 3. applies the small source patches listed in ``PATCHES`` (each must match exactly once);
-4. adds ``_C.py`` from this folder as ``detectron2/_C.py``;
+4. adds the files in ``ADDED_FILES`` from this folder: ``_C.py`` as ``detectron2/_C.py`` and
+   ``safe_pickle.py`` as ``detectron2/utils/safe_pickle.py``;
 5. writes ``detectron2-0.6+purepy-py3-none-any.whl`` and, with ``--install``, pip-installs it.
 
 With ``--install`` it does nothing when a compiled detectron2 (a ``_C`` extension module) is
@@ -39,35 +40,38 @@ SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29
 VERSION = "0.6+purepy"
 HERE = Path(__file__).resolve().parent
 
-# (file inside the package, text in v0.6, replacement, why)
+# Each patch: (file inside the package, text in v0.6, replacement, why). The text must occur
+# exactly once in the file (a patch that no longer matches fails the build).
 PATCHES = [
+    # --- Python >= 3.11, Pillow >= 10, setuptools >= 81
     (
         "detectron2/data/transforms/transform.py",
         "interp=Image.LINEAR",
         "interp=Image.BILINEAR",
-        "Pillow 10 removed the alias Image.LINEAR (== Image.BILINEAR); Python 3.12 has no Pillow < 10.",
+        "Pillow 10 removed the alias Image.LINEAR (== Image.BILINEAR); "
+        "Python 3.12 has no Pillow < 10.",
     ),
     (
         "detectron2/data/common.py",
         "cur_idx = self._rng.sample(self._fallback_candidates, k=1)[0]",
         "cur_idx = self._rng.choice(sorted(self._fallback_candidates))",
-        "Python 3.11 random.sample() rejects sets: a mapper returning None (skipped sample) crashed.",
+        "Python 3.11 random.sample() rejects sets: a mapper returning None (skipped sample) "
+        "crashed.",
     ),
     (
         "detectron2/model_zoo/model_zoo.py",
-        'cfg_file = pkg_resources.resource_filename(\n        "detectron2.model_zoo", os.path.join("configs", config_path)\n    )',
+        'cfg_file = pkg_resources.resource_filename(\n'
+        '        "detectron2.model_zoo", os.path.join("configs", config_path)\n'
+        '    )',
         'cfg_file = os.path.join(os.path.dirname(__file__), "configs", config_path)',
         "pkg_resources is gone from setuptools >= 81 and absent from fresh Python 3.12 venvs.",
     ),
-    (
-        "detectron2/model_zoo/model_zoo.py",
-        "import pkg_resources\n",
-        "",
-        "(same)",
-    ),
+    ("detectron2/model_zoo/model_zoo.py", "import pkg_resources\n", "", "(same)"),
+    # --- training on CPU processes
     (
         "detectron2/engine/launch.py",
-        '    assert torch.cuda.is_available(), "cuda is not available. Please check your installation."\n',
+        '    assert torch.cuda.is_available(), '
+        '"cuda is not available. Please check your installation."\n',
         "",
         "Multi-process training on CPU (gloo backend): v0.6 required CUDA and NCCL.",
     ),
@@ -79,8 +83,11 @@ PATCHES = [
     ),
     (
         "detectron2/engine/launch.py",
-        "    assert num_gpus_per_machine <= torch.cuda.device_count()\n    torch.cuda.set_device(local_rank)\n",
-        "    if torch.cuda.is_available():\n        assert num_gpus_per_machine <= torch.cuda.device_count()\n        torch.cuda.set_device(local_rank)\n",
+        "    assert num_gpus_per_machine <= torch.cuda.device_count()\n"
+        "    torch.cuda.set_device(local_rank)\n",
+        "    if torch.cuda.is_available():\n"
+        "        assert num_gpus_per_machine <= torch.cuda.device_count()\n"
+        "        torch.cuda.set_device(local_rank)\n",
         "(same)",
     ),
     (
@@ -89,7 +96,278 @@ PATCHES = [
         '    if "device_ids" not in kwargs and next(model.parameters()).is_cuda:\n',
         "DistributedDataParallel of a CPU model takes no device_ids (gloo training on CPU).",
     ),
+    # --- torch 2.x
+    (
+        "detectron2/export/__init__.py",
+        "from .api import *\n"
+        "from .flatten import TracingAdapter\n"
+        "from .torchscript import scripting_with_instances, dump_torchscript_IR\n"
+        "\n"
+        '__all__ = [k for k in globals().keys() if not k.startswith("_")]\n',
+        "import importlib.util\n"
+        "\n"
+        "from .flatten import TracingAdapter\n"
+        "from .torchscript import scripting_with_instances, dump_torchscript_IR\n"
+        "\n"
+        "# The Caffe2 exporter (.api) needs the caffe2 package, which torch 2.x does not ship:\n"
+        "# it is imported on first use of one of its names, not with detectron2.export.\n"
+        "_CAFFE2_API = (\n"
+        '    "add_export_config",\n'
+        '    "export_caffe2_model",\n'
+        '    "Caffe2Model",\n'
+        '    "export_onnx_model",\n'
+        '    "Caffe2Tracer",\n'
+        ")\n"
+        "\n"
+        "\n"
+        "def __getattr__(name):\n"
+        '    """The names of the Caffe2 exporter, imported from ``.api`` when first asked for."""\n'
+        "    if name not in _CAFFE2_API:\n"
+        '        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")\n'
+        "    try:\n"
+        "        from . import api\n"
+        "    except ImportError as e:\n"
+        "        raise ImportError(\n"
+        '            f"detectron2.export.{name} is part of the Caffe2 exporter, which needs the "\n'
+        '            f"caffe2 package (not shipped with torch 2.x): {e}"\n'
+        "        ) from e\n"
+        "    return getattr(api, name)\n"
+        "\n"
+        "\n"
+        '__all__ = ["TracingAdapter", "scripting_with_instances", "dump_torchscript_IR"]\n'
+        'if importlib.util.find_spec("caffe2") is not None:\n'
+        "    __all__ += list(_CAFFE2_API)\n",
+        "`import detectron2.export` imported caffe2 (gone from torch 2.x) unconditionally, "
+        "breaking TorchScript (scripting_with_instances), TracingAdapter and "
+        "detectron2.utils.analysis (FlopCountAnalysis), none of which needs it.",
+    ),
+    (
+        "detectron2/engine/hooks.py",
+        "from .train_loop import HookBase\n",
+        "from .train_loop import HookBase\n"
+        "\n"
+        "# torch >= 2.0: StepLR, OneCycleLR, ... derive from LRScheduler, not from _LRScheduler\n"
+        "_TORCH_LR_SCHEDULER = getattr(\n"
+        '    torch.optim.lr_scheduler, "LRScheduler", torch.optim.lr_scheduler._LRScheduler\n'
+        ")\n",
+        "The LRScheduler hook saved and restored only _LRScheduler subclasses; torch 2.x's own "
+        "schedulers are not, so resuming restarted their schedule.",
+    ),
+    (
+        "detectron2/engine/hooks.py",
+        "    def state_dict(self):\n"
+        "        if isinstance(self.scheduler, torch.optim.lr_scheduler._LRScheduler):\n",
+        "    def state_dict(self):\n"
+        "        if isinstance(self.scheduler, _TORCH_LR_SCHEDULER):\n",
+        "(same)",
+    ),
+    (
+        "detectron2/engine/hooks.py",
+        "    def load_state_dict(self, state_dict):\n"
+        "        if isinstance(self.scheduler, torch.optim.lr_scheduler._LRScheduler):\n",
+        "    def load_state_dict(self, state_dict):\n"
+        "        if isinstance(self.scheduler, _TORCH_LR_SCHEDULER):\n",
+        "(same)",
+    ),
+    (
+        "detectron2/__init__.py",
+        "setup_environment()\n",
+        "setup_environment()\n"
+        "\n"
+        "\n"
+        "def _import_fvcore_nn_quietly():\n"
+        '    """Imports fvcore.nn, which runs torch.jit.script at import, without torch\'s "\n'
+        '    deprecation warning for torch.jit.script."""\n'
+        "    import warnings\n"
+        "\n"
+        "    with warnings.catch_warnings():\n"
+        "        warnings.filterwarnings(\n"
+        '            "ignore", message=r"`torch\\.jit\\.script` is deprecated", '
+        "category=FutureWarning\n"
+        "        )\n"
+        "        import fvcore.nn  # noqa: F401\n"
+        "\n"
+        "\n"
+        "_import_fvcore_nn_quietly()\n",
+        "torch >= 2.10 warns that torch.jit.script is deprecated, and fvcore.nn (imported by "
+        "detectron2.layers, .modeling, .engine...) scripts its two focal losses at import: every "
+        "command printed the warning. fvcore is not patched here, so detectron2 imports it first, "
+        "with exactly that warning filtered.",
+    ),
+    (
+        "detectron2/modeling/box_regression.py",
+        "import math\n",
+        "import math\nimport warnings\n",
+        "torch >= 2.10 warns that torch.jit.script is deprecated; the two @torch.jit.script "
+        "classes here printed that warning at every import of detectron2.modeling. They stay "
+        "scripted (TorchScript models use them), without the warning.",
+    ),
+    (
+        "detectron2/modeling/box_regression.py",
+        "_DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)\n",
+        "_DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)\n"
+        "\n"
+        "\n"
+        "def _script_quietly(cls):\n"
+        '    """``torch.jit.script(cls)`` without torch\'s deprecation warning for it."""\n'
+        "    with warnings.catch_warnings():\n"
+        "        warnings.filterwarnings(\n"
+        '            "ignore", message=r"`torch\\.jit\\.script` is deprecated", '
+        "category=FutureWarning\n"
+        "        )\n"
+        "        return torch.jit.script(cls)\n",
+        "(same)",
+    ),
+    (
+        "detectron2/modeling/box_regression.py",
+        "@torch.jit.script\nclass Box2BoxTransform(object):\n",
+        "@_script_quietly\nclass Box2BoxTransform(object):\n",
+        "(same)",
+    ),
+    (
+        "detectron2/modeling/box_regression.py",
+        "@torch.jit.script\nclass Box2BoxTransformRotated(object):\n",
+        "@_script_quietly\nclass Box2BoxTransformRotated(object):\n",
+        "(same)",
+    ),
+    # --- log files
+    (
+        "detectron2/utils/logger.py",
+        "import os\nimport sys\n",
+        "import os\nimport re\nimport sys\n",
+        "log.txt held ANSI colour codes: default_setup() logs the config files highlighted by "
+        "pygments and print_instances_class_histogram() a termcolor table, and the file handler "
+        "wrote messages as they are. Its (plain) formatter now drops ANSI escape sequences.",
+    ),
+    (
+        "detectron2/utils/logger.py",
+        "@functools.lru_cache()  # so that calling setup_logger multiple times",
+        "class _PlainFormatter(logging.Formatter):\n"
+        '    """A formatter whose output has no ANSI escape sequences (colours) left."""\n'
+        "\n"
+        '    _ANSI = re.compile(r"\\x1b\\[[0-?]*[ -/]*[@-~]")\n'
+        "\n"
+        "    def format(self, record):\n"
+        '        return self._ANSI.sub("", super().format(record))\n'
+        "\n"
+        "\n"
+        "@functools.lru_cache()  # so that calling setup_logger multiple times",
+        "(same)",
+    ),
+    (
+        "detectron2/utils/logger.py",
+        "    plain_formatter = logging.Formatter(\n",
+        "    plain_formatter = _PlainFormatter(\n",
+        "(same)",
+    ),
+    # --- pickle files never run code
+    (
+        "detectron2/checkpoint/detection_checkpoint.py",
+        "from detectron2.utils.file_io import PathManager\n",
+        "from detectron2.utils import safe_pickle\n"
+        "from detectron2.utils.file_io import PathManager\n",
+        "pickle.load of a .pkl checkpoint runs any callable the file names (os.system, open...): "
+        "read it with detectron2.utils.safe_pickle (numpy arrays and plain containers only). "
+        "`import pickle` stays (code that swaps detection_checkpoint.pickle keeps working).",
+    ),
+    (
+        "detectron2/checkpoint/detection_checkpoint.py",
+        'data = pickle.load(f, encoding="latin1")',
+        'data = safe_pickle.load(f, encoding="latin1")',
+        "(same)",
+    ),
+    (
+        "detectron2/data/build.py",
+        "from detectron2.utils.env import seed_all_rng\n",
+        "from detectron2.utils import safe_pickle\nfrom detectron2.utils.env import seed_all_rng\n",
+        "load_proposals_into_dataset read proposal files with pickle.load, which runs any "
+        "callable the file names: read them with detectron2.utils.safe_pickle.",
+    ),
+    (
+        "detectron2/data/build.py",
+        '        proposals = pickle.load(f, encoding="latin1")\n',
+        "        try:\n"
+        '            proposals = safe_pickle.load(f, encoding="latin1")\n'
+        "        except pickle.UnpicklingError as e:\n"
+        '            raise pickle.UnpicklingError(f"proposal file {proposal_file}: {e}") from None\n',
+        "(same; the error names the file)",
+    ),
+    (
+        "detectron2/checkpoint/detection_checkpoint.py",
+        "                data = torch.load(f)\n",
+        "                data = torch.load(f, weights_only=True)\n",
+        "pycls .pyth checkpoints were read with torch.load's full unpickler on torch < 2.6 "
+        "(arbitrary code): tensors and plain containers only, on every torch.",
+    ),
+    (
+        "detectron2/model_zoo/configs/Base-RetinaNet.yaml",
+        '    SIZES: !!python/object/apply:eval ["[[x, x * 2**(1.0/3), x * 2**(2.0/3) ] for x in '
+        '[32, 64, 128, 256, 512 ]]"]\n',
+        "    # [[x, x * 2**(1/3), x * 2**(2/3)] for x in [32, 64, 128, 256, 512]]\n"
+        "    SIZES: [[32, 40.31747359663594, 50.79683366298238], "
+        "[64, 80.63494719327188, 101.59366732596476], "
+        "[128, 161.26989438654377, 203.18733465192952], "
+        "[256, 322.53978877308754, 406.37466930385904], "
+        "[512, 645.0795775461751, 812.7493386077181]]\n",
+        "The one model-zoo config with a Python tag (eval of a list comprehension): configs are "
+        "read with safe YAML (a tag could run code), so it holds the values themselves.",
+    ),
+    # --- images
+    (
+        "detectron2/data/detection_utils.py",
+        "        image = image.convert(conversion_format)\n    image = np.asarray(image)\n",
+        "        image = _to_8_bits(image).convert(conversion_format)\n"
+        "    image = np.asarray(image)\n",
+        "Pillow's convert() clips 16-bit (I;16, I) and float (F) images to 0..255: a 16-bit PNG "
+        "became all white. They are scaled to 8 bits (65535 -> 255; floats in [0, 1] -> 0..255; "
+        "a float image outside [0, 1] is an OSError naming its range, which rtinst's loader "
+        "reports as an unreadable image).",
+    ),
+    (
+        "detectron2/data/detection_utils.py",
+        "def convert_PIL_to_numpy(image, format):\n",
+        "def _to_8_bits(image):\n"
+        '    """``image``, or a grey 8-bit ("L") copy of a 16-bit or float grey one."""\n'
+        '    if image.mode.startswith("I"):\n'
+        "        values = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) / 257.0\n"
+        '    elif image.mode == "F":\n'
+        "        values = np.asarray(image, dtype=np.float64)\n"
+        "        if values.size and not (np.isfinite(values).all() and values.min() >= 0\n"
+        "                                and values.max() <= 1):\n"
+        "            raise OSError(\n"
+        '                "float image with values outside [0, 1] "\n'
+        '                f"({np.nanmin(values)} .. {np.nanmax(values)}): cannot scale it to 8 bits"\n'
+        "            )\n"
+        "        values = values * 255.0\n"
+        "    else:\n"
+        "        return image\n"
+        '    return Image.fromarray(np.round(values).astype(np.uint8), mode="L")\n'
+        "\n"
+        "\n"
+        "def convert_PIL_to_numpy(image, format):\n",
+        "(same)",
+    ),
+    # --- numpy >= 1.24
+    (
+        "detectron2/data/build.py",
+        "    histogram = np.zeros((num_classes,), dtype=np.int)\n",
+        "    histogram = np.zeros((num_classes,), dtype=int)\n",
+        "numpy 1.24 removed np.int: the AttributeError was swallowed by "
+        "get_detection_dataset_dicts, so the training set's class histogram was never logged.",
+    ),
+    (
+        "detectron2/data/build.py",
+        '[x["category_id"] for x in annos if not x.get("iscrowd", 0)], dtype=np.int\n',
+        '[x["category_id"] for x in annos if not x.get("iscrowd", 0)], dtype=int\n',
+        "(same)",
+    ),
 ]
+
+# files of this folder added to the package: {path in the wheel: file here}
+ADDED_FILES = {
+    "detectron2/_C.py": "_C.py",
+    "detectron2/utils/safe_pickle.py": "safe_pickle.py",
+}
 
 PROJECTS = {
     "projects/PointRend/point_rend": "detectron2/projects/point_rend",
@@ -115,10 +393,12 @@ REQUIRES = [
 
 
 def build_id():
-    """Identifies this build: the sdist pin, the patches and _C.py."""
+    """Identifies this build: the sdist pin, the patches and the added files."""
     h = hashlib.sha256(SDIST_SHA256.encode())
     h.update(repr(PATCHES).encode())
-    h.update((HERE / "_C.py").read_bytes())
+    for target, name in sorted(ADDED_FILES.items()):
+        h.update(target.encode())
+        h.update((HERE / name).read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -161,12 +441,21 @@ def download_sdist(cache_dir):
     return target
 
 
+def _project_target(rel):
+    """Where the sdist file ``rel`` of one of ``PROJECTS`` goes in the wheel (None: nowhere)."""
+    for src, dst in PROJECTS.items():
+        if rel.startswith(src + "/"):
+            return rel.replace(src, dst, 1)
+    return None
+
+
 def read_sources(sdist_path):
     """Returns {path in the wheel: bytes} for the detectron2 package and its projects."""
     digest = _sha256(sdist_path)
     if digest != SDIST_SHA256:
         raise SystemExit(
-            f"error: {sdist_path} has sha256 {digest}, expected {SDIST_SHA256} (pb1-detectron2==0.6)"
+            f"error: {sdist_path} has sha256 {digest}, "
+            f"expected {SDIST_SHA256} (pb1-detectron2==0.6)"
         )
     files = {}
     with tarfile.open(sdist_path) as tar:
@@ -177,10 +466,7 @@ def read_sources(sdist_path):
             if rel.startswith("detectron2/"):
                 target = rel
             else:
-                target = next(
-                    (rel.replace(src, dst, 1) for src, dst in PROJECTS.items() if rel.startswith(src + "/")),
-                    None,
-                )
+                target = _project_target(rel)
             if target is None or "/csrc/" in target:
                 continue
             files[target] = tar.extractfile(member).read()
@@ -188,12 +474,16 @@ def read_sources(sdist_path):
 
 
 def apply_patches(files):
+    """Applies ``PATCHES`` (each must match exactly once) and adds ``ADDED_FILES``."""
     for path, old, new, why in PATCHES:
         text = files[path].decode()
-        if text.count(old) < 1:
-            raise SystemExit(f"error: patch for {path} ({why}) does not match the sources")
+        count = text.count(old)
+        if count != 1:
+            found = "does not match" if count == 0 else f"matches {count} times"
+            raise SystemExit(f"error: patch for {path} ({why}) {found} the sources")
         files[path] = text.replace(old, new).encode()
-    files["detectron2/_C.py"] = (HERE / "_C.py").read_bytes()
+    for target, name in ADDED_FILES.items():
+        files[target] = (HERE / name).read_bytes()
     files["detectron2/PURE_BUILD"] = build_id().encode()
 
 
@@ -206,12 +496,16 @@ def write_wheel(files, out_dir):
     dist_info = f"detectron2-{VERSION}.dist-info"
     metadata = "\n".join(
         ["Metadata-Version: 2.1", "Name: detectron2", f"Version: {VERSION}",
-         "Summary: detectron2 v0.6 (pure-Python build: compiled ops replaced by PyTorch/torchvision)",
+         "Summary: detectron2 v0.6 "
+         "(pure-Python build: compiled ops replaced by PyTorch/torchvision)",
          "Home-page: https://github.com/facebookresearch/detectron2", "License: Apache-2.0",
          "Requires-Python: >=3.8"]
         + [f"Requires-Dist: {r}" for r in REQUIRES]
     ) + "\n"
-    wheel = "Wheel-Version: 1.0\nGenerator: rtinst build_wheel.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    wheel = (
+        "Wheel-Version: 1.0\nGenerator: rtinst build_wheel.py\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n"
+    )
     entries = dict(sorted(files.items()))
     entries[f"{dist_info}/METADATA"] = metadata.encode()
     entries[f"{dist_info}/WHEEL"] = wheel.encode()
@@ -272,7 +566,8 @@ def main(argv=None):
     print(f"built {wheel}")
     if args.install:
         subprocess.check_call(
-            [sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", "-q", str(wheel)]
+            [sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall", "-q",
+             str(wheel)]
         )
         print("installed detectron2", VERSION)
     return 0
