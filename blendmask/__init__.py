@@ -11,4 +11,5 @@ from .config import add_blendmask_config
 __all__ = ["BASIS_MODULE_REGISTRY", "BlendMask", "Blender", "add_blendmask_config", "blend",
            "build_basis_module"]
 
-register_method("blendmask", add_config=add_blendmask_config)
+register_method("blendmask", add_config=add_blendmask_config,
+                class_count_keys=("MODEL.BASIS_MODULE.NUM_CLASSES",))

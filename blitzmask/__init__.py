@@ -14,6 +14,7 @@ __all__ = ["BlitzMask", "HeadOutputs", "LiteHead", "add_blitzmask_config"]
 register_method(
     "blitzmask",
     add_config=add_blitzmask_config,
+    class_count_keys=("MODEL.BLITZMASK.NUM_CLASSES",),
     # instances are the top-K heatmap peaks above the score threshold (no NMS); with threshold 0
     # there are exactly K whenever the heatmap has at least K local maxima
     detection_families={("MODEL.META_ARCHITECTURE", "BlitzMask"): DetectionFamily(

@@ -14,6 +14,8 @@ __all__ = ["ConfigError", "add_rtinst_config", "get_cfg", "load_methods", "regis
 
 register_method(
     "rtinst",
+    class_count_keys=("MODEL.FCOS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES",
+                      "MODEL.ROI_HEADS.NUM_CLASSES"),
     detection_families=BUILTIN_FAMILIES,
     evaluators={"coco": build_coco_evaluator},
     dataset_mappers={"RobustDatasetMapper": RobustDatasetMapper},

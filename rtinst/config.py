@@ -6,7 +6,7 @@ import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _d2_get_cfg
 
-from .methods import add_method_configs, load_methods
+from .methods import add_method_configs, class_count_keys, load_methods
 
 
 class ConfigError(ValueError):
@@ -160,3 +160,47 @@ def get_cfg():
     add_method_configs(cfg)
     cfg.MODEL.DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
     return cfg
+
+
+def _lookup(cfg, key):
+    node = cfg
+    for part in key.split("."):
+        if part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def set_class_count(cfg, classes=None, dataset=None):
+    """Sets every head's class count (the keys the methods declare, ``class_count_keys``) to one
+    value: the number of ``classes`` of ``dataset`` when given, else the one value that the
+    config sets away from the default. A key the config sets to another value is a
+    ``ConfigError`` naming the keys and the dataset, as are keys that disagree with each other."""
+    defaults = get_cfg()
+    keys = [k for k in class_count_keys() if _lookup(cfg, k) is not None]
+    chosen = {k: _lookup(cfg, k) for k in keys if _lookup(cfg, k) != _lookup(defaults, k)}
+    if classes is not None:
+        count = len(classes)
+        wrong = {k: v for k, v in chosen.items() if v != count}
+        if wrong:
+            shown = ", ".join(map(str, classes[:5])) + (", ..." if count > 5 else "")
+            raise ConfigError(
+                f"{', '.join(f'{k} {v}' for k, v in wrong.items())}: dataset '{dataset}' has "
+                f"{count} classes ({shown}); leave the key(s) out (every head takes the "
+                f"dataset's class count) or set them to {count}"
+            )
+    elif len(set(chosen.values())) > 1:
+        raise ConfigError(
+            f"the heads' class counts differ: {', '.join(f'{k} {v}' for k, v in chosen.items())}; "
+            "set one value (or name the training dataset in DATASETS.TRAIN: it sets them all)"
+        )
+    elif chosen:
+        count = next(iter(chosen.values()))
+    else:
+        return
+    for key in keys:
+        *path, last = key.split(".")
+        node = cfg
+        for part in path:
+            node = node[part]
+        node[last] = count

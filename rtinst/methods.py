@@ -8,6 +8,7 @@ config keys and, where it has them, the parts that rtinst's shared code looks up
 ``register_method``  looked up by                                    used by
 ==================  ===============================================  ===========================
 add_config          (every method's is applied)                      ``rtinst.config.get_cfg``
+class_count_keys    (every method's is set from the dataset)         ``rtinst.engine.load_config``
 detection_families  ``(config key, value)`` the config has           ``tools/benchmark.py``,
                                                                      ``tools/demo.py``
 evaluators          the test dataset's ``evaluator_type`` metadata   ``Trainer.build_evaluator``
@@ -31,7 +32,7 @@ from importlib.metadata import entry_points
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 __all__ = ["ENTRY_POINT_GROUP", "METHODS", "Method", "MethodError", "add_method_configs",
-           "find_part", "load_methods", "register_method"]
+           "class_count_keys", "find_part", "load_methods", "register_method"]
 
 ENTRY_POINT_GROUP = "rtinst.methods"
 
@@ -56,6 +57,8 @@ class Method:
     name: str
     module: str  # the module that called register_method
     add_config: Optional[Callable] = None
+    # the config keys holding a head's class count ("MODEL.FCOS.NUM_CLASSES", ...)
+    class_count_keys: Tuple[str, ...] = ()
     # {(config key, value): rtinst.benchmark.DetectionFamily}
     detection_families: Mapping[Tuple[str, str], object] = field(default_factory=dict)
     # {evaluator_type: build(cfg, dataset_name, output_folder) -> DatasetEvaluator}
@@ -72,6 +75,7 @@ METHODS: Dict[str, Method] = {}
 
 
 def register_method(name: str, *, add_config: Optional[Callable] = None,
+                    class_count_keys: Tuple[str, ...] = (),
                     detection_families: Optional[Mapping] = None,
                     evaluators: Optional[Mapping] = None,
                     dataset_mappers: Optional[Mapping] = None,
@@ -81,6 +85,7 @@ def register_method(name: str, *, add_config: Optional[Callable] = None,
     when another method has that name or already declares one of the parts' names."""
     method = Method(
         name=name, module=sys._getframe(1).f_globals.get("__name__", "?"), add_config=add_config,
+        class_count_keys=tuple(class_count_keys),
         detection_families=dict(detection_families or {}), evaluators=dict(evaluators or {}),
         dataset_mappers=dict(dataset_mappers or {}), train_samplers=dict(train_samplers or {}),
         export_pipelines=dict(export_pipelines or {}),
@@ -115,6 +120,11 @@ def find_part(kind: str, name, config_key: str):
     raise ConfigError(f"{config_key}: no {PART_KINDS[kind]} {name!r} is registered (known: "
                       f"{', '.join(known) or 'none'}); a method declares its own with "
                       f"rtinst.register_method({kind}=...)")
+
+
+def class_count_keys():
+    """Every registered method's class-count config keys, sorted."""
+    return sorted({key for method in METHODS.values() for key in method.class_count_keys})
 
 
 _LOADED = set()

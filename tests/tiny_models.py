@@ -11,8 +11,10 @@ from rtinst.config import get_cfg
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 BLITZMASK_CONFIG = CONFIGS / "BlitzMask/MNV2_shapes.yaml"
-# three classes (the synthetic batches'), 32-channel FPN and head
-TINY_BLITZMASK_OPTS = ("MODEL.BLITZMASK.NUM_CLASSES", "3", "MODEL.SEPARABLE_FPN.OUT_CHANNELS", "32",
+# three classes (the synthetic batches'; no dataset then: the shapes datasets' six would set the
+# class count), 32-channel FPN and head
+TINY_BLITZMASK_OPTS = ("MODEL.BLITZMASK.NUM_CLASSES", "3", "DATASETS.TRAIN", "()",
+                       "DATASETS.TEST", "()", "MODEL.SEPARABLE_FPN.OUT_CHANNELS", "32",
                        "MODEL.BLITZMASK.HEAD_CHANNELS", "32")
 
 # 128 px images whose boxes, with SIZES_OF_INTEREST [8, 16, 32, 48], have positives on every level:

@@ -3,6 +3,7 @@ datasets, registered on import) and a data-loading mapper robust to unreadable i
 from .dataset_mapper import RobustDatasetMapper, build_dataset_mapper
 from .datasets import (
     DatasetError,
+    dataset_thing_classes,
     ensure_generated,
     get_cache_dir,
     register_coco_dataset,
@@ -15,6 +16,7 @@ __all__ = [
     "DatasetError",
     "RobustDatasetMapper",
     "build_dataset_mapper",
+    "dataset_thing_classes",
     "ensure_generated",
     "get_cache_dir",
     "register_coco_dataset",

@@ -176,12 +176,40 @@ def _annotation_problem(annotation, image):
     if segmentation is None:
         return None  # a box-only annotation
     if isinstance(segmentation, dict):
-        return None if {"counts", "size"} <= segmentation.keys() else "invalid RLE segmentation"
+        return _rle_problem(segmentation, image)
     # the polygon rule of load_coco_json: it drops the others
     if not isinstance(segmentation, list) or not any(
         isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in segmentation
     ):
         return "empty or invalid polygon"
+    if not all(_finite_numbers(p) for p in segmentation if isinstance(p, list)):
+        return "polygon coordinate not a finite number"
+    return None
+
+
+def _finite_numbers(values):
+    return all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for v in values
+    )
+
+
+def _rle_problem(rle, image):
+    """Why the RLE mask ``rle`` is unusable (pycocotools trusts its size and counts), or None."""
+    if not {"counts", "size"} <= rle.keys():
+        return "invalid RLE segmentation"
+    size = rle["size"]
+    if not (isinstance(size, list) and len(size) == 2 and _finite_numbers(size)):
+        return "RLE size not [height, width]"
+    if image is not None and list(size) != [image["height"], image["width"]]:
+        return f"RLE size {size} is not the image's [{image['height']}, {image['width']}]"
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        if not (all(isinstance(c, int) and c >= 0 for c in counts)
+                and sum(counts) == size[0] * size[1]):
+            return "RLE counts do not cover the image"
+    elif not isinstance(counts, str):
+        return "RLE counts neither a list nor a string"
     return None
 
 
@@ -274,6 +302,18 @@ def register_coco_dataset(name, json_file, image_root):
         raise DatasetError(f"dataset '{name}': image directory not found: {image_root}")
     DatasetCatalog.register(name, lambda: load_checked_coco_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco")
+
+
+def dataset_thing_classes(name):
+    """The class names of the registered dataset ``name`` (``thing_classes`` of its metadata),
+    without loading its records: for a COCO-format dataset registered here they are read from the
+    'categories' of its annotation file (in ``load_coco_json``'s order: sorted by id) and set on
+    its metadata. ``None`` when the dataset declares none."""
+    meta = MetadataCatalog.get(name)
+    if meta.get("thing_classes") is None and meta.get("json_file"):
+        categories = _read_coco_json(meta.json_file)["categories"]
+        meta.thing_classes = [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
+    return meta.get("thing_classes")
 
 
 def register_from_spec(spec):

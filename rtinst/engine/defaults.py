@@ -1,17 +1,26 @@
 """Command-line arguments and config set-up shared by ``train_net.py`` and the tools."""
 import os
 
+import torch
+import yaml
 from detectron2 import model_zoo
+from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser as _d2_argument_parser
 from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from rtinst.config import ConfigError, get_cfg
-from rtinst.data.datasets import register_from_cfg, register_from_spec, set_cache_dir
+from rtinst.config import ConfigError, get_cfg, set_class_count
+from rtinst.data.datasets import (
+    dataset_thing_classes,
+    register_from_cfg,
+    register_from_spec,
+    set_cache_dir,
+)
 
 
 ZOO_PREFIX = "zoo:"
+BASE_KEY = "_BASE_"
 
 
 def argument_parser(epilog=None):
@@ -45,20 +54,71 @@ def config_file_path(spec):
     return spec
 
 
-def load_config(config_file, opts=(), device=None):
+def _read_yaml(path, inherited_by):
+    """The mapping in the YAML file ``path``, read with ``yaml.safe_load`` (no Python tags: a
+    config file cannot run code); a ``ConfigError`` naming the file otherwise."""
+    where = f"{path}" + (f" (the _BASE_ of {inherited_by})" if inherited_by else "")
+    if not os.path.isfile(path):
+        if inherited_by:
+            raise ConfigError(f"{inherited_by}: inherited config file not found: {path}")
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        with open(path) as f:
+            content = yaml.safe_load(f)
+    except yaml.constructor.ConstructorError as e:
+        tag = e.problem.rpartition(" ")[2] if e.problem else "?"
+        raise ConfigError(
+            f"{where}, line {e.problem_mark.line + 1}: refusing the YAML tag {tag}: config files "
+            "hold plain values only (a tag could run code)"
+        ) from None
+    except yaml.YAMLError as e:
+        reason = " ".join(str(e).split())
+        raise ConfigError(f"{where} is not valid YAML: {reason}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {where}: {e}") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise ConfigError(f"{where}: expected KEY: VALUE mappings, found a {type(content).__name__}")
+    return content
+
+
+def check_config_files(path, chain=()):
+    """Reads ``path`` and every ``_BASE_`` it inherits (relative to the inheriting file, as
+    fvcore resolves them) with safe YAML; a ``ConfigError`` for a missing, malformed or unsafe
+    file or an inheritance cycle, naming the files."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if path in chain:
+        cycle = " -> ".join((*chain[chain.index(path):], path))
+        raise ConfigError(f"_BASE_ cycle: {cycle}")
+    content = _read_yaml(path, chain[-1] if chain else None)
+    bases = content.get(BASE_KEY, [])
+    for base in bases if isinstance(bases, list) else [bases]:
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: {BASE_KEY} must name files, found {base!r}")
+        if base.startswith(("http://", "https://")):
+            continue  # fetched by fvcore, also with safe YAML
+        base = os.path.join(os.path.dirname(path), os.path.expanduser(base))
+        check_config_files(base, (*chain, path))
+
+
+def load_config(config_file, opts=(), device=None, datasets=()):
     """rtinst's config with ``config_file`` (a path or ``zoo:<name>``), then ``opts``
     (KEY VALUE ...), then ``device`` (when given) merged; a ``ConfigError`` naming the file or
-    option at fault otherwise."""
+    option at fault otherwise. The datasets of ``DATASETS.REGISTER`` and ``datasets``
+    ("name=annotations.json,image_dir" specs) are registered, and every head's class count is
+    set from those that ``DATASETS.TRAIN`` / ``DATASETS.TEST`` name (``set_class_count``)."""
     cfg = get_cfg()
     path = config_file_path(config_file)
+    check_config_files(path)
     try:
-        cfg.merge_from_file(path)
-    except FileNotFoundError as e:  # a _BASE_ it inherits
-        raise ConfigError(f"{path}: inherited config file not found: {e.filename or e}") from e
+        cfg.merge_from_file(path, allow_unsafe=False)
     except KeyError as e:
         if _unknown_key(e):
             raise ConfigError(f"{path} (or a _BASE_ it inherits): {e.args[0]}") from e
         raise
+    except (AssertionError, ValueError, TypeError) as e:  # yacs: type mismatch, bad base merge
+        raise ConfigError(f"{path} (or a _BASE_ it inherits): {e}") from e
     flags = [o for o in opts if isinstance(o, str) and o.startswith("--")]
     if flags:
         raise ConfigError(
@@ -75,17 +135,71 @@ def load_config(config_file, opts=(), device=None):
         raise ConfigError(f"command-line options {list(opts)}: {e}") from e
     if device:
         cfg.MODEL.DEVICE = device
+    check_device(cfg.MODEL.DEVICE)
+    register_from_cfg(cfg)
+    for spec in datasets:
+        register_from_spec(spec)
+    set_class_count(cfg, *dataset_classes(cfg))
     return cfg
 
 
+def dataset_classes(cfg):
+    """``(class names, dataset name)`` of the registered datasets that ``DATASETS.TRAIN`` and
+    ``DATASETS.TEST`` name (``(None, None)`` if none declares classes); a ``ConfigError`` when
+    their class counts differ."""
+    found = {}
+    for key in ("TRAIN", "TEST"):
+        for name in cfg.DATASETS[key]:
+            if name in DatasetCatalog.list() and name not in found:
+                classes = dataset_thing_classes(name)
+                if classes is not None:
+                    found[name] = (key, classes)
+    counts = {len(classes) for _, classes in found.values()}
+    if len(counts) > 1:
+        listed = ", ".join(f"DATASETS.{k} '{n}': {len(c)}" for n, (k, c) in found.items())
+        raise ConfigError(f"the datasets' class counts differ ({listed}): a model has one")
+    return next(((classes, name) for name, (_, classes) in found.items()), (None, None))
+
+
+def check_device(device):
+    """A ``ConfigError`` for a ``MODEL.DEVICE`` this machine does not have."""
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ConfigError(f"MODEL.DEVICE {device!r}: not a device ({e})") from None
+    if kind.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise ConfigError(
+                f"MODEL.DEVICE {device}: no CUDA device on this machine; use MODEL.DEVICE cpu"
+            )
+        if kind.index is not None and kind.index >= count:
+            raise ConfigError(f"MODEL.DEVICE {device}: this machine has {count} CUDA device(s)")
+    elif kind.type != "cpu":
+        raise ConfigError(f"MODEL.DEVICE {device!r}: expected cpu or cuda[:N]")
+
+
+def check_schedule(cfg):
+    """The ``SOLVER.STEPS`` that happen in training: those below ``SOLVER.MAX_ITER`` (Detectron2
+    drops later ones, with a warning, but fails on one equal to it); a ``ConfigError`` for a
+    schedule that cannot run: a non-positive ``SOLVER.MAX_ITER`` or ``SOLVER.IMS_PER_BATCH``,
+    or ``SOLVER.STEPS`` that do not increase."""
+    solver = cfg.SOLVER
+    if solver.MAX_ITER <= 0:
+        raise ConfigError(f"SOLVER.MAX_ITER must be positive, got {solver.MAX_ITER}")
+    if solver.IMS_PER_BATCH <= 0:
+        raise ConfigError(f"SOLVER.IMS_PER_BATCH must be positive, got {solver.IMS_PER_BATCH}")
+    steps = tuple(solver.STEPS)
+    if list(steps) != sorted(set(steps)):
+        raise ConfigError(f"SOLVER.STEPS must strictly increase, got {steps}")
+    return tuple(s for s in steps if s < solver.MAX_ITER)
+
+
 def setup(args):
-    """Config from ``args``; registers the datasets it names; Detectron2's logging/seeding."""
-    cfg = load_config(args.config_file, args.opts)
+    """Config from ``args`` (registering the datasets it names); Detectron2's logging/seeding."""
+    cfg = load_config(args.config_file, args.opts, datasets=args.dataset)
     cfg.freeze()
     set_cache_dir(cfg.DATASETS.CACHE_DIR or None)
-    register_from_cfg(cfg)
-    for spec in args.dataset:
-        register_from_spec(spec)
     default_setup(cfg, args)
     # rtinst's own messages (e.g. look-forward decisions) to the console and log.txt, as
     # Detectron2's
