@@ -40,14 +40,15 @@ def test_pkl_with_numpy_arrays_loads(tmp_path):
     np.testing.assert_array_equal(dst[0].weight.detach().numpy(), blobs["0.weight"])
 
 
-@pytest.mark.parametrize("suffix", [".pkl", ".pth"])
+@pytest.mark.parametrize("suffix", [".pkl", ".pth", ".pyth"])
 def test_checkpoint_that_would_run_code_is_refused(tmp_path, suffix, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / f"evil{suffix}"
     if suffix == ".pkl":
         path.write_bytes(pickle.dumps({"model": {"0.weight": _RunsCode()}, "__author__": "x"}))
     else:
-        torch.save({"model": {"0.weight": _RunsCode()}}, path, _use_new_zipfile_serialization=True)
+        key = "model_state" if suffix == ".pyth" else "model"  # pycls's checkpoints
+        torch.save({key: {"0.weight": _RunsCode()}}, path, _use_new_zipfile_serialization=True)
     with pytest.raises(CheckpointError, match=f"evil{suffix}"):
         SafeCheckpointer(_model()).load(str(path))
     assert not (tmp_path / "PWNED").exists()
@@ -128,3 +129,61 @@ def test_an_empty_tag_is_a_clear_error(tmp_path):
     (tmp_path / "last_checkpoint").write_text("")  # what an older, in-place save could leave
     with pytest.raises(CheckpointError, match="last_checkpoint is empty.*model_0000099.pth"):
         SafeCheckpointer(_model(), str(tmp_path)).resume_or_load("", resume=True)
+
+
+def _frozen_model():
+    """A conv and a FrozenBatchNorm2d holding 'ImageNet' statistics, and a head."""
+    from detectron2.layers import FrozenBatchNorm2d
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), FrozenBatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    model[1].running_mean.uniform_(-1, 1)
+    model[1].running_var.uniform_(0.5, 2)
+    return model
+
+
+def test_a_checkpoint_sharing_no_names_is_refused_despite_frozen_bn_filling(tmp_path):
+    """FrozenBatchNorm2d fills absent statistics with 0 / 1, which used to count as loaded."""
+    torch.save(torchvision_resnet18_state(), tmp_path / "resnet18.pth")
+    model = _frozen_model()
+    with pytest.raises(CheckpointError, match="resnet18.pth: the checkpoint matches none"):
+        SafeCheckpointer(model).load(str(tmp_path / "resnet18.pth"))
+
+
+def torchvision_resnet18_state():
+    torchvision = pytest.importorskip("torchvision")
+    return torchvision.models.resnet18().state_dict()
+
+
+def test_frozen_bn_statistics_absent_from_a_checkpoint_are_kept(tmp_path):
+    model = _frozen_model()
+    statistics = model[1].running_mean.clone(), model[1].running_var.clone()
+    head = {f"2.{k}": torch.full_like(v, 0.5) for k, v in model[2].state_dict().items()}
+    torch.save({"model": head}, tmp_path / "head.pth")
+    SafeCheckpointer(model).load(str(tmp_path / "head.pth"))
+    assert torch.equal(model[2].weight, head["2.weight"])
+    assert torch.equal(model[1].running_mean, statistics[0])
+    assert torch.equal(model[1].running_var, statistics[1])
+
+
+def test_an_empty_file_says_so(tmp_path):
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"empty.pth is empty \(0 bytes\)"):
+        SafeCheckpointer(_model()).load(str(tmp_path / "empty.pth"))
+
+
+def test_pycls_pyth_checkpoints_load(tmp_path):
+    src = _model()
+    torch.save({"model_state": src.state_dict(), "epoch": 3}, tmp_path / "net.pyth")
+    dst = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    SafeCheckpointer(dst).load(str(tmp_path / "net.pyth"))
+    assert torch.equal(dst[0].weight, src[0].weight)
+
+
+def test_resume_without_a_checkpoint_warns_naming_the_folder(tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="rtinst"):
+        SafeCheckpointer(_model(), str(tmp_path)).resume_or_load("", resume=True)
+    assert any(f"no checkpoint to resume from in {tmp_path}" in r.getMessage()
+               and "random weights" in r.getMessage() for r in caplog.records)

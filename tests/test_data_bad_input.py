@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from detectron2.data import DatasetCatalog
 from PIL import Image
 
@@ -261,3 +262,82 @@ def test_mask_model_on_box_only_annotations_is_a_clear_error():
     check_masks([masked, {"file_name": "c.jpg", "annotations": []}], ["mine"])
     with pytest.raises(DatasetError, match="1 image.*of mine.*b.jpg.*MASK_ON"):
         check_masks([masked, box_only], ["mine"])
+
+
+def _one_image_dataset(tmp_path, name, annotations, width=64, height=48, mode="RGB"):
+    """A registered dataset of one PNG (``mode``: "RGB", or "I;16" for a 16-bit grey one) and
+    ``annotations``."""
+    image_dir = tmp_path / "images"
+    image_dir.mkdir(exist_ok=True)
+    if mode == "I;16":
+        ramp = np.linspace(0, 65535, width * height).reshape(height, width).astype(np.uint16)
+        Image.fromarray(ramp).save(image_dir / "a.png")
+    else:
+        (image_dir / "a.png").write_bytes(_png_bytes(width, height, 0))
+    json_file = _write_json(
+        tmp_path / f"{name}.json",
+        {"images": [{"id": 1, "file_name": "a.png", "width": width, "height": height}],
+         "annotations": annotations, "categories": [{"id": 1, "name": "thing"}]},  # fmt: skip
+    )
+    register_coco_dataset(name, json_file, str(image_dir))
+    return json_file
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "7"])
+def test_non_finite_polygon_coordinates_are_dropped(tmp_path, caplog, bad):
+    polygon = [4, 4, 20, 4, 20, bad, 4, 20]
+    annotations = [_annotation(1, 1, 4, 4, 16, 16), _annotation(2, 1, 4, 4, 16, 16, [polygon])]
+    name = f"nan_polygon_{tmp_path.name}"
+    _one_image_dataset(tmp_path, name, annotations)
+    with caplog.at_level(logging.WARNING):
+        (record,) = DatasetCatalog.get(name)
+    assert [a["id"] for a in record["annotations"]] == [1]
+    assert any("id 2 (image 1): polygon coordinate not a finite number" in w
+               for w in _warnings(caplog))
+
+
+@pytest.mark.parametrize("rle, problem", [
+    ({"size": [48, 64], "counts": [100, 5]}, "RLE counts do not cover the image"),
+    ({"size": [4800, 64], "counts": "abc"}, "RLE size [4800, 64] is not the image's [48, 64]"),
+    ({"size": [float("nan"), 64], "counts": "abc"}, "RLE size not [height, width]"),
+    ({"size": [48, 64], "counts": 3}, "RLE counts neither a list nor a string"),
+])
+def test_inconsistent_rle_masks_are_dropped(tmp_path, caplog, rle, problem):
+    annotations = [_annotation(1, 1, 4, 4, 16, 16), _annotation(2, 1, 4, 4, 16, 16, rle)]
+    name = f"bad_rle_{tmp_path.name}"
+    _one_image_dataset(tmp_path, name, annotations)
+    with caplog.at_level(logging.WARNING):
+        (record,) = DatasetCatalog.get(name)
+    assert [a["id"] for a in record["annotations"]] == [1]
+    assert any(f"id 2 (image 1): {problem}" in w for w in _warnings(caplog))
+
+
+def test_an_annotation_free_dataset_is_a_clear_error(tmp_path, cfg):
+    name = f"no_annotations_{tmp_path.name}"
+    _one_image_dataset(tmp_path, name, [])
+    cfg.DATASETS.TRAIN = (name,)
+    with pytest.raises(DatasetError, match=f"DATASETS.TRAIN \\('{name}',\\): nothing to train on"):
+        build_resumable_train_loader(cfg, RobustDatasetMapper(cfg, is_train=True), 0, 0)
+
+
+def test_a_16_bit_png_is_scaled_to_8_bits(tmp_path, cfg):
+    """Pillow's RGB conversion clips 16-bit values: the ramp 0..65535 became all white."""
+    name = f"sixteen_bit_{tmp_path.name}"
+    _one_image_dataset(tmp_path, name, [_annotation(1, 1, 4, 4, 16, 16)], mode="I;16")
+    (record,) = DatasetCatalog.get(name)
+    image = RobustDatasetMapper(cfg, is_train=False)(record)["image"]
+    assert image.dtype == torch.uint8 and image.shape[0] == 3
+    assert image.min() < 10 and image.max() > 245  # resized: the ends interpolated
+    assert 110 < image.float().mean() < 145  # the ramp's mean, 127.5
+
+
+def test_a_float_image_outside_0_1_is_skipped_naming_the_file(tmp_path, cfg, caplog):
+    name = f"float_image_{tmp_path.name}"
+    _one_image_dataset(tmp_path, name, [_annotation(1, 1, 4, 4, 16, 16)])
+    (record,) = DatasetCatalog.get(name)
+    tiff = tmp_path / "images" / "a.tiff"
+    Image.fromarray(np.full((48, 64), 3.5, np.float32)).save(tiff)
+    record["file_name"] = str(tiff)
+    with caplog.at_level(logging.WARNING):
+        assert RobustDatasetMapper(cfg, is_train=True)(record) is None
+    assert any(str(tiff) in w and "outside [0, 1]" in w for w in _warnings(caplog))

@@ -1,10 +1,13 @@
 """A ``DetectionCheckpointer`` that never executes code from a checkpoint and fails clearly.
 
-* ``.pth`` files load with ``torch.load(weights_only=True)``;
-* ``.pkl`` files (Detectron2 / Caffe2 model-zoo format) load with an unpickler that only
-  rebuilds numpy arrays and plain containers;
-* a missing or unreadable file, a file that is not a checkpoint, or a checkpoint that matches
-  none of the model's parameters raises an error naming the file;
+* ``.pth`` files load with ``torch.load(weights_only=True)``; ``.pkl`` files (Detectron2 /
+  Caffe2 model-zoo format) and pycls's ``.pyth`` through Detectron2's own loader, which our
+  build makes read them with ``detectron2.utils.safe_pickle`` (numpy arrays and plain
+  containers only) and ``weights_only=True``, keeping its Caffe2 / pycls name matching;
+* a missing, empty or unreadable file, a file that is not a checkpoint, or a checkpoint that
+  matches none of the model's parameters (``FrozenBatchNorm2d``'s statistics, which Detectron2
+  fills in when absent, do not count; they are kept as they were) raises an error naming it;
+* ``resume_or_load`` with nothing to resume from says so, naming the folder;
 * checkpoints and the ``last_checkpoint`` tag are written to a temporary file and renamed, so a
   job killed while saving leaves the previous checkpoint and tag intact for ``--resume`` (fvcore
   writes in place: a kill could leave an empty tag or a truncated checkpoint).
@@ -17,54 +20,14 @@ import pickle
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer, detection_checkpoint
+from detectron2.layers import FrozenBatchNorm2d
 from detectron2.utils.file_io import PathManager
 
 logger = logging.getLogger(__name__)
 
-_PKL_ALLOWED = {
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("collections", "OrderedDict"),
-    ("builtins", "dict"),
-    ("builtins", "list"),
-    ("builtins", "tuple"),
-    ("builtins", "set"),
-}
-
 
 class CheckpointError(RuntimeError):
     """A checkpoint file could not be used; the message names the file and the reason."""
-
-
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) in _PKL_ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(
-            f"refusing to load '{module}.{name}': only numpy arrays and plain containers are allowed"
-        )
-
-
-class _ArraysOnlyPickle:
-    """Stands in for the ``pickle`` module inside detectron2's checkpoint loader."""
-
-    @staticmethod
-    def load(f, encoding="ASCII"):
-        return _ArraysOnlyUnpickler(f, encoding=encoding).load()
-
-
-@contextlib.contextmanager
-def _arrays_only_pickle():
-    original = detection_checkpoint.pickle
-    detection_checkpoint.pickle = _ArraysOnlyPickle
-    try:
-        yield
-    finally:
-        detection_checkpoint.pickle = original
 
 
 @contextlib.contextmanager
@@ -126,14 +89,18 @@ class SafeCheckpointer(DetectionCheckpointer):
             raise CheckpointError(f"{path}: {e}") from e
 
     def _load_file(self, filename):
+        if os.path.getsize(filename) == 0:
+            raise CheckpointError(f"{filename} is empty (0 bytes): not a checkpoint")
         try:
-            if filename.endswith(".pkl"):
-                with _arrays_only_pickle():
-                    data = super()._load_file(filename)
+            if filename.endswith((".pkl", ".pyth")):  # Detectron2 converts their names
+                _require_safe_detectron2(filename)
+                data = super()._load_file(filename)
             else:
                 data = torch.load(filename, map_location=torch.device("cpu"), weights_only=True)
-        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError) as e:
-            raise CheckpointError(f"cannot load checkpoint {filename}: {e}") from e
+        except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, OSError,
+                AssertionError) as e:
+            reason = str(e) or type(e).__name__
+            raise CheckpointError(f"cannot load checkpoint {filename}: {reason}") from e
         if not isinstance(data, dict):
             raise CheckpointError(f"{filename} is not a checkpoint: it holds a {type(data).__name__}")
         if "model" not in data:
@@ -143,8 +110,11 @@ class SafeCheckpointer(DetectionCheckpointer):
         return data
 
     def _load_model(self, checkpoint):
+        frozen_stats = _frozen_bn_statistics(self.model)
         incompatible = super()._load_model(checkpoint)
-        not_loaded = set(incompatible.missing_keys) | {k for k, *_ in incompatible.incorrect_shapes}
+        missing = set(incompatible.missing_keys)
+        filled = _restore_unloaded_statistics(frozen_stats, missing)
+        not_loaded = missing | filled | {k for k, *_ in incompatible.incorrect_shapes}
         loaded = [
             k for k in self.model.state_dict()
             if k not in not_loaded and not k.endswith("num_batches_tracked")
@@ -155,6 +125,50 @@ class SafeCheckpointer(DetectionCheckpointer):
                 f"checkpoint keys start with: {sorted(checkpoint.get('model', {}))[:5]}"
             )
         return incompatible
+
+    def resume_or_load(self, path, *, resume=True):
+        if resume and not self.has_checkpoint():
+            logger.warning(
+                "resume: no checkpoint to resume from in %s (it has no last_checkpoint file): "
+                "starting from %s", self.save_dir or ".",
+                f"MODEL.WEIGHTS {path}" if path else "random weights (MODEL.WEIGHTS is empty)",
+            )
+        return super().resume_or_load(path, resume=resume)
+
+
+def _require_safe_detectron2(filename):
+    """A ``CheckpointError`` unless Detectron2's loader is rtinst's build (stock v0.6 reads .pkl
+    files with ``pickle.load``, which runs any callable a file names)."""
+    if not hasattr(detection_checkpoint, "safe_pickle"):
+        raise CheckpointError(
+            f"refusing to read {filename}: this detectron2 reads .pkl files with pickle.load, "
+            "which can run code; install rtinst's detectron2 build (scripts/setup.sh)"
+        )
+
+
+def _frozen_bn_statistics(model):
+    """{module: (running_mean, running_var) copies} of the model's ``FrozenBatchNorm2d``s."""
+    return {
+        name: (module, module.running_mean.clone(), module.running_var.clone())
+        for name, module in model.named_modules()
+        if isinstance(module, FrozenBatchNorm2d)
+    }
+
+
+def _restore_unloaded_statistics(frozen_stats, missing):
+    """Detectron2's ``FrozenBatchNorm2d`` fills running statistics absent from a checkpoint
+    with 0 / 1 (for old checkpoints that stored only the affine part), which wipes e.g. the
+    backbone's ImageNet statistics and counts as loaded. Where the checkpoint lacks even the
+    module's weight and bias, the module was not in it: its statistics are put back, and their
+    keys returned as not loaded."""
+    restored = set()
+    for name, (module, mean, var) in frozen_stats.items():
+        prefix = f"{name}." if name else ""
+        if {f"{prefix}weight", f"{prefix}bias"} <= missing:
+            module.running_mean.copy_(mean)
+            module.running_var.copy_(var)
+            restored |= {f"{prefix}running_mean", f"{prefix}running_var"}
+    return restored
 
 
 def _fetch_or_fail(url):

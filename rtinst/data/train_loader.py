@@ -19,6 +19,7 @@ Each process of a distributed run takes its slice of every global batch.
 import copy
 import logging
 import random
+import signal
 from collections import defaultdict
 
 import numpy as np
@@ -31,6 +32,12 @@ from detectron2.utils import comm
 from rtinst.methods import find_part
 
 from .datasets import DatasetError
+
+
+def ignore_interrupts(worker_id=None):
+    """Data-loader workers ignore Ctrl-C, which reaches the whole process group: the main
+    process stops training cleanly (``rtinst.engine.interruption``) and ends them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 logger = logging.getLogger(__name__)
 
@@ -149,18 +156,33 @@ def check_masks(records, dataset_names):
         )
 
 
+def training_records(cfg):
+    """The records of ``DATASETS.TRAIN`` (images without a non-crowd annotation left out when
+    ``DATALOADER.FILTER_EMPTY_ANNOTATIONS``); a ``DatasetError`` when none is left."""
+    names = tuple(cfg.DATASETS.TRAIN)
+    if not names:
+        raise DatasetError("DATASETS.TRAIN is empty: name the dataset(s) to train on")
+    try:
+        return get_detection_dataset_dicts(
+            names,
+            filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
+            min_keypoints=0,
+            proposal_files=None,
+        )
+    except AssertionError as e:  # Detectron2: "Dataset 'x' is empty!", "No valid data found"
+        raise DatasetError(
+            f"DATASETS.TRAIN {names}: nothing to train on ({e}): no image has an annotation "
+            "(crowd annotations do not count)"
+        ) from None
+
+
 def build_resumable_train_loader(cfg, mapper, start_iter, seed):
     """The training loader for ``cfg`` from iteration ``start_iter`` on; the epochs' order comes
     from the training sampler named by ``DATALOADER.SAMPLER_TRAIN`` (any method can register
     one: ``rtinst.register_method(train_samplers=...)``)."""
     build_epoch_order = find_part("train_samplers", cfg.DATALOADER.SAMPLER_TRAIN,
                                   "DATALOADER.SAMPLER_TRAIN")
-    records = get_detection_dataset_dicts(
-        cfg.DATASETS.TRAIN,
-        filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS,
-        min_keypoints=0,
-        proposal_files=None,
-    )
+    records = training_records(cfg)
     if cfg.MODEL.MASK_ON:
         check_masks(records, cfg.DATASETS.TRAIN)
     sampler = ResumableBatchSampler(
@@ -177,6 +199,7 @@ def build_resumable_train_loader(cfg, mapper, start_iter, seed):
         batch_sampler=sampler,
         num_workers=cfg.DATALOADER.NUM_WORKERS,
         collate_fn=trivial_batch_collator,
+        worker_init_fn=ignore_interrupts,
     )
 
 
