@@ -7,7 +7,10 @@
     python train_net.py --config-file CFG --num-gpus 2    # data-parallel (gloo on CPU, NCCL on GPU)
     python train_net.py --config-file CFG --dataset mine=ann.json,images/ DATASETS.TRAIN "('mine',)"
 """
+import os
 import sys
+import time
+from pickle import UnpicklingError
 
 from detectron2.engine import launch
 from detectron2.evaluation import verify_results
@@ -16,6 +19,21 @@ import rtinst  # noqa: F401  (registers rtinst's models and datasets)
 from rtinst.checkpoint import CheckpointError
 from rtinst.data import DatasetError
 from rtinst.engine import ConfigError, Trainer, argument_parser, load_config, setup
+from rtinst.engine.defaults import check_schedule
+from rtinst.engine.interruption import TrainingInterrupted
+
+TRAINING_FILES = ("last_checkpoint", "metrics.json", "config.yaml", "log.txt")
+
+
+def evaluation_folder(args, cfg):
+    """Where ``--eval-only`` writes: ``OUTPUT_DIR``, unless it holds a training run's files
+    (its config.yaml and log would be rewritten, even while it trains) and OUTPUT_DIR was not
+    set on the command line; then a new ``OUTPUT_DIR/eval_<time>`` beside them."""
+    asked = "OUTPUT_DIR" in args.opts[::2]
+    folder = cfg.OUTPUT_DIR
+    if asked or not any(os.path.exists(os.path.join(folder, f)) for f in TRAINING_FILES):
+        return folder
+    return os.path.join(folder, time.strftime("eval_%Y%m%d-%H%M%S"))
 
 
 def main(args):
@@ -33,10 +51,18 @@ def main(args):
 
 if __name__ == "__main__":
     args = argument_parser().parse_args()
-    try:
-        load_config(args.config_file, args.opts)  # fail here, before any process is started
-    except ConfigError as e:
+    try:  # fail here, before any process is started
+        cfg = load_config(args.config_file, args.opts, datasets=args.dataset)
+        if not args.eval_only:
+            check_schedule(cfg)
+    except (ConfigError, DatasetError) as e:
         sys.exit(f"error: {e}")
+    if args.eval_only:
+        folder = evaluation_folder(args, cfg)
+        if folder != cfg.OUTPUT_DIR:
+            print(f"--eval-only: {cfg.OUTPUT_DIR} holds a training run; writing to {folder} "
+                  "(set OUTPUT_DIR to choose)", file=sys.stderr)
+            args.opts = [*args.opts, "OUTPUT_DIR", folder]
     try:
         launch(
             main,
@@ -46,5 +72,8 @@ if __name__ == "__main__":
             dist_url=args.dist_url,
             args=(args,),
         )
-    except (CheckpointError, ConfigError, DatasetError) as e:  # one process: the error names it
+    except (CheckpointError, ConfigError, DatasetError, UnpicklingError) as e:  # it names the file
         sys.exit(f"error: {e}")
+    except TrainingInterrupted as e:
+        print(e, file=sys.stderr)
+        sys.exit(128 + e.signum)

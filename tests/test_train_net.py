@@ -1,5 +1,6 @@
 """train_net.py end to end on the embedded shapes data: training, exact resume after a kill,
 2-process gloo data parallelism, --eval-only, clear config errors, DefaultPredictor."""
+import json
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from payloads import CreatesFile
 from train_net_runner import ROOT, read_metrics, run_train_net
 
 CONFIG = ROOT / "configs/FCOS/MNV2_FPN_shapes.yaml"
@@ -150,3 +152,158 @@ def test_default_predictor_on_an_image():
     boxes = out.pred_boxes.tensor
     assert (boxes[:, 2] <= 210).all() and (boxes[:, 3] <= 150).all()
     assert out.scores.shape == out.pred_classes.shape == (len(out),)
+
+
+def _processes_mentioning(text):
+    """Pids of the live processes whose command line contains ``text`` (data-loader workers are
+    forks of the trainer: they share its command line)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, whole_group", [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["ctrl-c", "sigterm"])
+def test_an_interruption_saves_the_iteration_and_resume_continues_exactly(
+    tmp_path, signum, whole_group
+):
+    """Ctrl-C reaches the trainer and its data-loader workers (the terminal's process group),
+    SIGTERM the trainer only; either way the iteration under way is saved, the process exits
+    cleanly with 128 + the signal, no worker is left behind, and --resume ends with the weights
+    of an uninterrupted run."""
+    schedule = ["SOLVER.MAX_ITER", "12", "SOLVER.STEPS", "(6, 9)", "SOLVER.CHECKPOINT_PERIOD", "1000",
+                "DATALOADER.NUM_WORKERS", "2"]
+    uninterrupted, interrupted = tmp_path / "a", tmp_path / "b"
+    train_net(*TINY, *schedule, "OUTPUT_DIR", str(uninterrupted))
+
+    cmd = [sys.executable, str(ROOT / "train_net.py"), "--config-file", str(CONFIG),
+           *TINY, *schedule, "SOLVER.WARMUP_ITERS", "2", "OUTPUT_DIR", str(interrupted)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    for line in proc.stdout:  # Detectron2 logs to stdout
+        if "Starting training from iteration" in line:
+            break
+    time.sleep(1.5)  # a few iterations in
+    (os.killpg if whole_group else os.kill)(proc.pid, signum)
+    stderr = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 128 + signum, stderr[-2000:]
+    stopped = re.search(r"stopped after iteration (\d+), saved (\S+\.pth)", stderr)
+    assert stopped, stderr[-2000:]
+    iteration, checkpoint = int(stopped.group(1)), Path(stopped.group(2))
+    assert iteration < 11 and checkpoint == interrupted / f"model_{iteration:07d}.pth"
+    assert torch.load(checkpoint, weights_only=True)["iteration"] == iteration
+    assert (interrupted / "last_checkpoint").read_text() == checkpoint.name
+    assert "Traceback" not in stderr
+    time.sleep(1)
+    assert _processes_mentioning(str(interrupted)) == [], "processes left behind"
+
+    resumed = train_net("--resume", *TINY, *schedule, "SOLVER.WARMUP_ITERS", "2",
+                        "OUTPUT_DIR", str(interrupted))
+    started = re.search(r"Starting training from iteration (\d+)", resumed.stdout + resumed.stderr)
+    assert started and int(started.group(1)) == iteration + 1
+    a, b = final_state(uninterrupted), final_state(interrupted)
+    for key in a["model"]:
+        torch.testing.assert_close(a["model"][key], b["model"][key], rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.slow
+def test_resume_without_a_checkpoint_warns_naming_the_folder(tmp_path):
+    out = tmp_path / "fresh"
+    res = train_net("--resume", *TINY, "SOLVER.MAX_ITER", "1", "SOLVER.STEPS", "()",
+                    "OUTPUT_DIR", str(out))
+    assert f"no checkpoint to resume from in {out}" in res.stdout + res.stderr
+
+
+@pytest.mark.slow
+def test_eval_only_leaves_a_training_folder_alone_unless_told_to_write_there(tmp_path):
+    out = tmp_path / "run"
+    train_net(*TINY, "SOLVER.MAX_ITER", "1", "SOLVER.STEPS", "()", "OUTPUT_DIR", str(out))
+    before = {f: (out / f).read_bytes() for f in ("config.yaml", "log.txt", "metrics.json")}
+    config = tmp_path / "fixed_output.yaml"
+    config.write_text(f'_BASE_: "{CONFIG}"\nOUTPUT_DIR: "{out}"\n')
+    res = run_train_net(config, "--eval-only", *TINY, "DATASETS.TEST", "('shapes_val',)",
+                        "INPUT.MIN_SIZE_TEST", "64", "MODEL.WEIGHTS", str(out / "model_final.pth"))
+    assert f"{out} holds a training run; writing to {out}/eval_" in res.stderr
+    assert {f: (out / f).read_bytes() for f in before} == before
+    (evaluation,) = out.glob("eval_*")
+    assert (evaluation / "config.yaml").exists()
+
+
+@pytest.fixture(scope="module")
+def three_class_coco(tmp_path_factory):
+    """A COCO-format dataset of three classes (a user's own data): the shapes images, with the
+    circles, rectangles and triangles annotated."""
+    from rtinst.data import ensure_generated
+
+    root = Path(ensure_generated())
+    coco = json.loads((root / "annotations/val.json").read_text())
+    kept = {c["id"]: c for c in coco["categories"][:3]}
+    coco["categories"] = list(kept.values())
+    coco["annotations"] = [a for a in coco["annotations"] if a["category_id"] in kept]
+    coco["images"] = coco["images"][:40]
+    json_file = tmp_path_factory.mktemp("mine") / "mine.json"
+    json_file.write_text(json.dumps(coco))
+    return json_file, root / "val"
+
+
+HEADS = {  # what a head's class count sets: {key in the state dict: outputs}
+    "blendmask": {"proposal_generator.fcos_head.cls_logits.weight": 3,
+                  "basis_module.seg_head.6.weight": 4},  # + background
+    "centermask": {"proposal_generator.fcos_head.cls_logits.weight": 3,
+                   "roi_heads.mask_head.predictor.weight": 3,
+                   "roi_heads.maskiou_head.maskiou.weight": 3},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method, config", [("blendmask", "BlendMask/MNV2_FPN_shapes.yaml"),
+                                            ("centermask", "CenterMask/MNV2_FPN_shapes.yaml")])
+def test_the_readme_own_data_example_trains_heads_of_the_datasets_class_count(
+    tmp_path, three_class_coco, method, config
+):
+    json_file, images = three_class_coco
+    out = tmp_path / method
+    res = run_train_net(ROOT / "configs" / config, "--dataset", f"mine_train={json_file},{images}",
+                        "--dataset", f"mine_val={json_file},{images}", *TINY,
+                        "SOLVER.MAX_ITER", "2", "SOLVER.STEPS", "()", "SOLVER.IMS_PER_BATCH", "2",
+                        "OUTPUT_DIR", str(out),
+                        "DATASETS.TRAIN", "('mine_train',)", "DATASETS.TEST", "('mine_val',)")
+    assert "Evaluation results for mine_val" in res.stdout + res.stderr
+    model = final_state(out)["model"]
+    assert {k: model[k].shape[0] for k in HEADS[method]} == HEADS[method]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["training", "eval-only", "proposal-file", "config-file"])
+def test_a_payload_that_would_create_a_file_is_refused(tmp_path, entry):
+    import pickle
+
+    target = tmp_path / "created"
+    evil_pkl = tmp_path / "evil.pkl"
+    evil_pkl.write_bytes(pickle.dumps({"model": {"w": CreatesFile(target)}, "__author__": "x"}))
+    opts = [*TINY, "SOLVER.MAX_ITER", "1", "SOLVER.STEPS", "()", "OUTPUT_DIR", str(tmp_path / "o")]
+    config = CONFIG
+    if entry == "training":
+        args = [*opts, "MODEL.WEIGHTS", str(evil_pkl)]
+    elif entry == "eval-only":
+        args = ["--eval-only", *opts, "MODEL.WEIGHTS", str(evil_pkl)]
+    elif entry == "proposal-file":
+        evil_pkl.write_bytes(pickle.dumps({"ids": [CreatesFile(target)]}))
+        args = ["--eval-only", *opts, "DATASETS.TEST", "('shapes_val',)", "MODEL.LOAD_PROPOSALS",
+                "True", "DATASETS.PROPOSAL_FILES_TEST", f"('{evil_pkl}',)"]
+    else:
+        config = tmp_path / "evil.yaml"
+        config.write_text(f'_BASE_: "{CONFIG}"\nOUTPUT_DIR: !!python/object/apply:open '
+                          f'["{target}", "w"]\n')
+        args = opts
+    res = run_train_net(config, *args, check=False)
+    assert res.returncode != 0
+    assert not target.exists()
+    assert "error:" in res.stderr and "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert ("refusing" in res.stderr) and (str(evil_pkl) in res.stderr or "evil.yaml" in res.stderr)

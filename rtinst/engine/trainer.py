@@ -27,7 +27,8 @@ from rtinst.data.dataset_mapper import build_dataset_mapper
 from rtinst.data.train_loader import LazyTrainLoader, build_resumable_train_loader
 from rtinst.evaluation import build_evaluator
 
-from .defaults import ConfigError
+from .defaults import ConfigError, check_schedule
+from .interruption import InterruptCheckpointer
 from .look_forward import (
     SCHEDULER_NAME as LOOK_FORWARD,
     LookForwardHook,
@@ -62,6 +63,7 @@ class Trainer(DefaultTrainer):
         Sec. 2.3), else Detectron2's; a ``ConfigError`` naming the key for an unknown name or a
         bad ``SOLVER.LOOK_FORWARD`` setting."""
         name = cfg.SOLVER.LR_SCHEDULER_NAME
+        steps = check_schedule(cfg)
         if name == LOOK_FORWARD:
             params = LookForwardParams.from_config(cfg)
             return LookForwardScheduler(optimizer, params.start_lr_factor, cfg.SOLVER.MOMENTUM)
@@ -70,12 +72,23 @@ class Trainer(DefaultTrainer):
             raise ConfigError(
                 f"SOLVER.LR_SCHEDULER_NAME: unknown scheduler {name!r}, expected one of {known}"
             )
+        if name == "WarmupMultiStepLR" and steps != tuple(cfg.SOLVER.STEPS):
+            logger.warning(
+                "SOLVER.STEPS %s: step(s) %s at or after SOLVER.MAX_ITER %d never happen and are "
+                "left out", tuple(cfg.SOLVER.STEPS), tuple(cfg.SOLVER.STEPS)[len(steps):],
+                cfg.SOLVER.MAX_ITER,
+            )
+            cfg = cfg.clone()
+            cfg.defrost()
+            cfg.SOLVER.STEPS = steps
         return super().build_lr_scheduler(cfg, optimizer)
 
     def build_hooks(self):
-        """Detectron2's hooks, with ``LookForwardHook`` right after the ``LRScheduler`` hook
-        when the look-forward schedule is on."""
+        """Detectron2's hooks, then ``InterruptCheckpointer`` (SIGINT / SIGTERM: checkpoint and
+        stop); ``LookForwardHook`` right after the ``LRScheduler`` hook when the look-forward
+        schedule is on."""
         hook_list = super().build_hooks()
+        hook_list.append(InterruptCheckpointer())
         if self.cfg.SOLVER.LR_SCHEDULER_NAME == LOOK_FORWARD:
             params = LookForwardParams.from_config(self.cfg)
             build_val_batches = functools.partial(
