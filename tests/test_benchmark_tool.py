@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torchvision
 
+from detectron2.modeling import build_model
 from detectron2.structures import Instances
 
 from rtinst.benchmark import (
@@ -24,9 +26,13 @@ from rtinst.benchmark import (
     resolve_weights,
     run_benchmark,
 )
+from rtinst.benchmark.model import build_eval_model
 from rtinst.benchmark.report import add_baseline_ratios
+from rtinst.checkpoint import CheckpointError
 from rtinst.config import get_cfg
 from rtinst.engine import ConfigError, load_config
+from payloads import code_running_pkl
+from tiny_models import tiny_fcos_cfg
 
 REPO = Path(__file__).resolve().parents[1]
 RETINANET = "zoo:COCO-Detection/retinanet_R_50_FPN_1x.yaml"
@@ -336,3 +342,49 @@ def test_onnx_needs_a_fixed_input_size(capsys):
             tool.parse_args([*arguments, size])
         assert exit_info.value.code == 2
     assert "--onnx needs a fixed --input-size HxW" in capsys.readouterr().err
+
+
+def _benchmark_tool():
+    spec = importlib.util.spec_from_file_location("benchmark_tool", REPO / "tools/benchmark.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_weights_load_safely_and_must_fit_the_model(tmp_path):
+    cfg = tiny_fcos_cfg()
+    torch.save({"model": build_model(cfg).state_dict()}, tmp_path / "fits.pth")
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "resnet18.pth")
+    evil, marker = code_running_pkl(tmp_path)
+    cfg.MODEL.WEIGHTS = str(tmp_path / "fits.pth")
+    assert build_eval_model(cfg.clone(), None)[1] == f"file {tmp_path / 'fits.pth'}"
+    for weights, message in [(evil, "evil.pkl"), (tmp_path / "resnet18.pth", "resnet18.pth")]:
+        cfg.MODEL.WEIGHTS = str(weights)
+        with pytest.raises(CheckpointError, match=message):
+            build_eval_model(cfg.clone(), None)
+    assert not marker.exists()
+    cfg.MODEL.WEIGHTS, cfg.MODEL.FCOS.NUM_CLASSES = str(tmp_path / "fits.pth"), 5
+    with pytest.raises(CheckpointError, match="other shapes.*cls_logits"):
+        build_eval_model(cfg.clone(), None)
+
+
+def test_weights_option_needs_existing_files(tmp_path, capsys):
+    arguments = ["--config-file", CENTERMASK, "--baseline", "none", "--weights"]
+    assert _benchmark_tool().parse_args([*arguments, "-"]).weights == ["-"]
+    with pytest.raises(SystemExit) as exit_info:
+        _benchmark_tool().parse_args([*arguments, str(tmp_path / "missing.pth")])
+    assert exit_info.value.code == 2
+    assert "--weights: not a file" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_cli_refuses_a_pickle_that_runs_code(tmp_path):
+    evil, marker = code_running_pkl(tmp_path)
+    command = [sys.executable, "tools/benchmark.py", "--config-file", CENTERMASK, "--weights",
+               str(evil), "--baseline", "none", "--input-size", "64", *ONE_IMAGE_ONCE,
+               "--device", "cpu", "--json", str(tmp_path / "out.json")]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "benchmark.py: error:" in result.stderr and "evil.pkl" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not marker.exists() and not (tmp_path / "out.json").exists()

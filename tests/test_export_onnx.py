@@ -1,6 +1,7 @@
 """ONNX export of BlitzMask's whole pipeline: parity with PyTorch on trained weights, the
 ONNX Runtime predictor, INT8 quantization, bad input."""
 import importlib.util
+import json
 import logging
 
 import cv2
@@ -8,8 +9,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
+import torchvision
 
 from detectron2.modeling import build_model
+from rtinst.engine import predictor as torch_predictor
 from rtinst.export import (
     FixedSizePipeline,
     ONNXPredictor,
@@ -17,8 +20,10 @@ from rtinst.export import (
     export_onnx,
     quantize_onnx,
 )
+from rtinst.export import onnx_predictor
 from tiny_models import TINY_BLITZMASK_OPTS, tiny_blitzmask_cfg
 from tiny_models import EVERY_LEVEL_BOXES, batch_with_masks
+from payloads import code_running_pkl
 from train_net_runner import ROOT
 
 SIZE = 128
@@ -155,10 +160,35 @@ def test_bad_input_is_named(trained_model, tmp_path):
         quantize_onnx(tmp_path / "x.onnx", tmp_path / "y.onnx", "static")
 
 
-def test_export_tool_checks_parity_on_a_trained_checkpoint(trained_model, tmp_path, caplog):
+def _export_tool():
     spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "tools/export_onnx.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def _coco_json(path, batch, with_annotations=True):
+    """A COCO annotation file for the images ``batch`` was written as (``<i>.png``): each
+    rectangle a box and a polygon, category ids 1-3."""
+    images, annotations = [], []
+    for i, item in enumerate(batch):
+        images.append({"id": i + 1, "file_name": f"{i}.png", "height": SIZE, "width": SIZE})
+        instances = item["instances"]
+        for box, label in zip(instances.gt_boxes.tensor.tolist(), instances.gt_classes.tolist()):
+            x0, y0, x1, y1 = box
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": i + 1, "category_id": label + 1,
+                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
+                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
+            })
+    categories = [{"id": c, "name": name} for c, name in enumerate(["red", "green", "blue"], 1)]
+    path.write_text(json.dumps({"images": images, "categories": categories,
+                                "annotations": annotations if with_annotations else []}))
+    return path
+
+
+def test_export_tool_checks_parity_on_a_trained_checkpoint(trained_model, tmp_path, caplog):
+    tool = _export_tool()
     model, batch = trained_model
     weights = tmp_path / "model.pth"
     torch.save({"model": model.state_dict()}, weights)
@@ -166,12 +196,100 @@ def test_export_tool_checks_parity_on_a_trained_checkpoint(trained_model, tmp_pa
     images.mkdir()
     for i, item in enumerate(batch):
         cv2.imwrite(str(images / f"{i}.png"), _hwc(item)[:, :, ::-1])
+    annotations = _coco_json(tmp_path / "rects.json", batch)
     output = tmp_path / "out" / "model.onnx"
     caplog.set_level(logging.INFO, logger="rtinst.export")
     code = tool.main(["--config-file", str(ROOT / "configs/BlitzMask/MNV2_shapes.yaml"),
                       "--output", str(output), "--size", str(SIZE), str(SIZE),
                       "--images", str(images), "--quantize", "dynamic", "--time", "1",
+                      "--dataset", f"rects_export_test={annotations},{images}",
+                      "--evaluate", "rects_export_test",
                       "--opts", *TINY_BLITZMASK_OPTS, "MODEL.WEIGHTS", str(weights)])
     assert code == 0
     assert output.is_file() and output.with_suffix(".int8.onnx").is_file()
     assert "fp32: graph alone" in caplog.text and "int8: graph alone" in caplog.text
+    assert "fp32 rects_export_test: {" in caplog.text and '"segm"' in caplog.text
+
+
+# the shapes config with a small FPN and head (its six classes from shapes_train/val)
+SMALL_BLITZMASK_OPTS = ("MODEL.SEPARABLE_FPN.OUT_CHANNELS", "32", "MODEL.BLITZMASK.HEAD_CHANNELS",
+                        "32")
+
+
+def _run_export_tool(tmp_path, *arguments, opts=()):
+    """tools/export_onnx.py's main in this process: (SystemExit message or None, output path)."""
+    output = tmp_path / "out" / "model.onnx"
+    try:
+        _export_tool().main(["--config-file", str(ROOT / "configs/BlitzMask/MNV2_shapes.yaml"),
+                             "--output", str(output), "--size", "64", "64", *arguments,
+                             "--opts", *SMALL_BLITZMASK_OPTS, *opts])
+    except SystemExit as e:
+        return str(e.code), output
+    return None, output
+
+
+def test_export_tool_refuses_a_pickle_that_runs_code(tmp_path):
+    weights, marker = code_running_pkl(tmp_path)
+    error, output = _run_export_tool(tmp_path, opts=("MODEL.WEIGHTS", str(weights)))
+    assert error.startswith("export_onnx.py: error:") and "evil.pkl" in error
+    assert not marker.exists() and not output.exists()
+
+
+def test_export_tool_refuses_another_models_checkpoint(tmp_path):
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    error, output = _run_export_tool(tmp_path, opts=("MODEL.WEIGHTS", str(weights)))
+    assert error.startswith("export_onnx.py: error:") and "resnet18.pth" in error
+    assert not output.exists()
+
+
+def test_export_tool_checks_the_evaluation_dataset_before_exporting(trained_model, tmp_path):
+    error, output = _run_export_tool(tmp_path, "--evaluate", "no_such_dataset")
+    assert "--evaluate no_such_dataset: not a registered dataset" in error
+    assert "shapes_val" in error and not output.exists()
+    _, batch = trained_model
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, item in enumerate(batch):
+        cv2.imwrite(str(images / f"{i}.png"), _hwc(item)[:, :, ::-1])
+    annotations = _coco_json(tmp_path / "empty.json", batch, with_annotations=False)
+    error, output = _run_export_tool(
+        tmp_path, "--dataset", f"unannotated_export_test={annotations},{images}",
+        "--evaluate", "unannotated_export_test", opts=TINY_BLITZMASK_OPTS[:2])
+    assert "--evaluate unannotated_export_test: the dataset has no annotations" in error
+    assert not output.exists()
+
+
+def test_onnx_predictor_checks_images_as_the_pytorch_predictor_does(exported):
+    assert onnx_predictor.check_image is torch_predictor.check_image  # one validation function
+    predictor = ONNXPredictor(exported)
+    for image, message in [
+        (np.full((SIZE, SIZE, 3), np.nan, np.float32), "non-finite values"),
+        (np.zeros((0, 0, 3), np.uint8), "empty: 0x0"),
+        (np.zeros((SIZE, SIZE), np.uint8), "convert it to 3 channels"),
+        (np.zeros((SIZE, SIZE, 3), np.float32), "must be uint8"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            predictor(image)
+        with pytest.raises(ValueError, match=message):
+            predictor.prepare(image)
+
+
+def test_onnx_predictor_bounds_the_output_size(exported, trained_model, caplog):
+    _, batch = trained_model
+    big = np.ascontiguousarray(_hwc(batch[1]).repeat(2, axis=0).repeat(3, axis=1)[:, :, ::-1])
+    predictor = ONNXPredictor(exported, max_output_pixels=SIZE * SIZE)
+    caplog.set_level(logging.WARNING)
+    for _ in range(2):
+        out = predictor(big)["instances"]
+        height, width = out.image_size
+        assert height * width <= SIZE * SIZE and abs(width / height - 1.5) < 0.02
+        assert out.pred_masks.shape[1:] == (height, width) and len(out) > 0
+        assert (out.pred_boxes.tensor[:, 2] <= width).all()
+    assert caplog.text.count("is over max_output_pixels") == 1
+    full = ONNXPredictor(exported, max_output_pixels=None)(big)["instances"]
+    assert full.image_size == (2 * SIZE, 3 * SIZE)
+    assert torch.allclose(out.pred_boxes.tensor * (3 * SIZE / width), full.pred_boxes.tensor,
+                          rtol=0.02, atol=1.0)
+
+

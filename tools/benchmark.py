@@ -33,6 +33,7 @@ from rtinst.benchmark import (
     resize_transform,
     run_benchmark,
 )
+from rtinst.checkpoint import CheckpointError
 from rtinst.engine import ConfigError, load_config
 
 logger = logging.getLogger("rtinst.benchmark")
@@ -70,7 +71,9 @@ def parse_args(argv=None):
         nargs="*",
         default=[],
         metavar="FILE",
-        help="weights per --config-file, in order ('-' keeps the config's MODEL.WEIGHTS)",
+        help="weights per --config-file, in order ('-' keeps the config's MODEL.WEIGHTS): local "
+        "checkpoints, loaded without running code in them and refused when they do not fit the "
+        "model (a config's MODEL.WEIGHTS that is not a local file gives random weights)",
     )
     parser.add_argument(
         "--baseline",
@@ -157,6 +160,9 @@ def parse_args(argv=None):
         parser.error("--opts applies to --config-file models only (baselines keep their configs)")
     if args.weights and len(args.weights) != len(args.config_file):
         parser.error("--weights needs one entry per --config-file ('-' for none)")
+    for weights in args.weights:
+        if weights != "-" and not Path(weights).is_file():
+            parser.error(f"--weights: not a file: {weights}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device available")
     if args.images and not Path(args.images).is_dir():
@@ -251,6 +257,8 @@ def main(argv=None):
         report = run_benchmark(specs, images, settings, image_source=source)
     except UnknownModelFamily as e:
         sys.exit(f"benchmark.py: error: --num-detections: {e}")
+    except CheckpointError as e:
+        sys.exit(f"benchmark.py: error: {e}")
     report["command"] = " ".join(sys.argv if argv is None else ["tools/benchmark.py", *argv])
     print(markdown_table(report))
     if args.json:

@@ -1,42 +1,69 @@
 #!/usr/bin/env python
-"""Runs a model on images or a video and writes the visualised predictions.
+"""Runs a model on images, folders, globs, videos, a camera or a stream and writes the visualised
+predictions under --output; prints the detections per image (per video: per frame, on average).
 
 Examples:
-  python tools/demo.py --config-file configs/FCOS/R_50_1x.yaml --input photos/ --output out/ \\
-      --opts MODEL.WEIGHTS model_final.pth
+  python tools/demo.py --config-file configs/FCOS/MNV2_FPN_shapes.yaml \\
+      --input img.jpg folder/ "more/*.png" video.mp4 --output out/ \\
+      --opts MODEL.WEIGHTS output/fcos/MNV2_FPN_shapes/model_final.pth
+  python tools/demo.py --config-file CFG --dataset mine_val=ann/val.json,img/val \\
+      --input img/val/ --output out/ --opts MODEL.WEIGHTS model_final.pth
+  python tools/demo.py --config-file CFG --input 0 --output cam.mp4 --max-frames 300 \\
+      --opts MODEL.WEIGHTS model_final.pth          # camera 0 (camera:0 if a file "0" exists)
+  python tools/demo.py --config-file CFG --input rtsp://host/stream --output out/ \\
+      --opts MODEL.WEIGHTS model_final.pth          # Ctrl-C stops a live stream
   python tools/demo.py --config-file zoo:COCO-Detection/retinanet_R_50_FPN_1x.yaml \\
-      --input "imgs/*.jpg" --output out/ --device cpu --confidence-threshold 0.3
-  python tools/demo.py --config-file configs/FCOS/R_50_1x.yaml --input clip.mp4 \\
-      --output clip_out.mp4
+      --input "imgs/*.jpg" --output out/ --random-weights   # try the pipeline: meaningless boxes
+
+Inputs: image files, folders (their images and videos), glob patterns, video files, a camera
+index (N or camera:N; an existing file or folder of that name is read as such) and stream URLs
+(rtsp://, http(s)://, ...; opened with OpenCV). --output is a folder (created) that gets each
+result under its input's name (videos and streams as .mp4), or, for a single input, a file of the
+input's kind (out.jpg, out.mp4).
+
+The weights (MODEL.WEIGHTS) load without running code in them and must fit the model
+(rtinst.engine.Predictor); without weights the demo refuses to run unless --random-weights.
 """
 
 import argparse
+import collections
 import glob
 import logging
+import re
 import sys
 from pathlib import Path
 
 import cv2
 import torch
 import tqdm
-from detectron2.data import Metadata, MetadataCatalog
+from detectron2.data import DatasetCatalog, Metadata, MetadataCatalog
 from detectron2.data.detection_utils import read_image
-from detectron2.engine import DefaultPredictor
 from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
 import rtinst  # noqa: F401  (registers rtinst's models)
-from rtinst.benchmark import resolve_weights, set_score_threshold
+from rtinst.benchmark import set_score_threshold
 from rtinst.benchmark.inputs import IMAGE_EXTENSIONS, list_images
-from rtinst.engine import ConfigError, load_config
+from rtinst.checkpoint import CheckpointError
+from rtinst.data import DatasetError, dataset_thing_classes, register_from_spec
+from rtinst.engine import ConfigError, Predictor, load_config
 
 logger = logging.getLogger("rtinst.demo")
 
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+CAMERA = re.compile(r"^(?:camera:)?(\d+)$")
+DEFAULT_FPS = 25.0
 
 
 class DemoError(Exception):
     """A problem (missing or unreadable input, unusable output) reported without a traceback."""
+
+
+Source = collections.namedtuple("Source", "kind location explicit")
+"""``kind``: "image", "video" or "stream"; ``location``: a Path (image, video), a camera index
+(int) or a URL (str) (stream); ``explicit``: named on the command line (not found in a folder or
+by a glob), so that an unreadable one is an error rather than skipped."""
 
 
 def parse_args(argv=None):
@@ -50,14 +77,33 @@ def parse_args(argv=None):
         "--input",
         nargs="+",
         required=True,
-        help="image paths, glob patterns or folders; or one video file",
+        help="image or video files, folders, glob patterns, camera indices (N or camera:N) and "
+        "stream URLs, mixed",
     )
     parser.add_argument(
         "--output",
         required=True,
-        help="output folder, or output file for a single image or a video",
+        help="output folder, or output file for a single image / video / stream input",
     )
     parser.add_argument("--confidence-threshold", type=float, default=0.5)
+    parser.add_argument(
+        "--dataset",
+        metavar="NAME=JSON,IMAGE_DIR",
+        help="a COCO-format dataset (as train_net.py's --dataset) whose class names are drawn; it "
+        "becomes DATASETS.TEST, so that the model's class count is its own",
+    )
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="run with randomly initialised weights (MODEL.WEIGHTS is ignored) to try the "
+        "pipeline: the detections mean nothing",
+    )
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        metavar="N",
+        help="stop each video, camera or stream after N frames (default: its end, or Ctrl-C)",
+    )
     parser.add_argument(
         "--device",
         choices=["cpu", "cuda"],
@@ -71,55 +117,153 @@ def parse_args(argv=None):
         parser.error("--device cuda: no CUDA device available")
     if len(args.opts) % 2:
         parser.error("--opts needs KEY VALUE pairs")
+    if args.max_frames is not None and args.max_frames < 1:
+        parser.error("--max-frames must be >= 1")
     return args
 
 
+# ---------------------------------------------------------------------------- set-up
+
+
 def setup_cfg(args):
-    cfg = load_config(args.config_file, args.opts, device=args.device)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        logger.info(f"MODEL.DEVICE {cfg.MODEL.DEVICE}: no CUDA device, using the CPU")
-        cfg.MODEL.DEVICE = "cpu"
+    """The config of ``args``: --dataset registered first and made DATASETS.TEST (so that
+    ``load_config`` gives every head its class count), the score threshold set, MODEL.WEIGHTS
+    required unless --random-weights."""
+    opts = list(args.opts)
+    if args.dataset:
+        name = register_from_spec(args.dataset)
+        # the demo trains nothing: the drawn dataset alone sets the class count
+        opts += ["DATASETS.TRAIN", "()", "DATASETS.TEST", f"({name!r},)"]
+    # the config's device, or the CPU on a machine without CUDA
+    device = args.device or (None if torch.cuda.is_available() else "cpu")
+    cfg = load_config(args.config_file, opts, device=device)
+    if args.random_weights:
+        if cfg.MODEL.WEIGHTS:
+            logger.warning(f"--random-weights: ignoring MODEL.WEIGHTS {cfg.MODEL.WEIGHTS}")
+        cfg.MODEL.WEIGHTS = ""
+    elif not cfg.MODEL.WEIGHTS:
+        raise DemoError(
+            "MODEL.WEIGHTS is empty: the model would predict from random weights; give "
+            "--opts MODEL.WEIGHTS path/to/model_final.pth (or --random-weights to try the "
+            "pipeline with meaningless detections)"
+        )
     families = set_score_threshold(cfg, args.confidence_threshold)
     if not families:
         logger.info("no registered test-time threshold for this model: filtering scores only")
-    logger.info(f"weights: {resolve_weights(cfg)}")
     return cfg
 
 
-def collect_images(patterns):
-    """[(path, named explicitly)] for image paths, globs and folders; folder and glob members that
-    cannot be read are skipped later, an explicitly named one is an error."""
-    images = []
+def dataset_metadata(cfg, required=False):
+    """Metadata (class names, colours) of cfg.DATASETS.TEST[0] if registered, else empty; a
+    dataset whose class names cannot be read is an error when ``required`` (--dataset), else a
+    warning."""
+    names = cfg.DATASETS.TEST
+    if names and names[0] in DatasetCatalog.list():
+        try:
+            dataset_thing_classes(names[0])  # sets thing_classes from the annotation file
+        except DatasetError as e:
+            if required:
+                raise
+            logger.warning(f"classes are shown as numbers: {e}")
+            return Metadata()
+        return MetadataCatalog.get(names[0])
+    logger.info("no registered test dataset: classes are shown as numbers")
+    return Metadata()
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def _folder_sources(folder):
+    videos = sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+    )
+    return [Source("image", p, False) for p in list_images(folder)] + [
+        Source("video", p, False) for p in videos
+    ]
+
+
+def _file_source(path, explicit):
+    return Source("video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image", path, explicit)
+
+
+def collect_sources(patterns):
+    """The ``Source`` of every --input entry, in order (a folder's images, then its videos)."""
+    sources = []
     for pattern in patterns:
         path = Path(pattern)
-        if path.is_file():
-            images.append((path, True))
-            continue
-        if path.is_dir():
-            found = list_images(path)
+        camera = CAMERA.match(pattern)
+        if URL.match(pattern):
+            sources.append(Source("stream", pattern, True))
+        elif path.exists():
+            if camera:
+                kind = "folder" if path.is_dir() else "file"
+                logger.info(f"--input {pattern}: reading the {kind} '{pattern}' "
+                            f"(camera:{camera.group(1)} opens the camera)")
+            if path.is_dir():
+                found = _folder_sources(path)
+                if not found:
+                    raise DemoError(f"no images or videos in {pattern}")
+                sources += found
+            else:
+                sources.append(_file_source(path, True))
+        elif camera:
+            sources.append(Source("stream", int(camera.group(1)), True))
         elif glob.has_magic(pattern):
             found = [Path(p) for p in sorted(glob.glob(pattern)) if Path(p).is_file()]
+            if not found:
+                raise DemoError(f"no files match {pattern}")
+            sources += [_file_source(p, False) for p in found]
         else:
             raise DemoError(f"input not found: {pattern}")
-        if not found:
-            raise DemoError(f"no images in {pattern}")
-        images += [(p, False) for p in found]
-    return images
+    return sources
 
 
-def is_video(path):
-    return path.suffix.lower() in VIDEO_EXTENSIONS
+def describe(location):
+    return f"camera {location}" if isinstance(location, int) else str(location)
 
 
-def output_file(output, source, single, extensions, suffix=None):
-    """``output`` itself for a single input when it names a file of a fitting kind, else
-    ``output/<source name>`` (with ``suffix``); the folder is created."""
-    output = Path(output)
-    if single and output.suffix.lower() in extensions:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        return output
-    output.mkdir(parents=True, exist_ok=True)
-    return output / (source.with_suffix(suffix).name if suffix else source.name)
+# ---------------------------------------------------------------------------- outputs
+
+
+class Outputs:
+    """Where each result goes: ``--output`` itself for a single input when it names a file of
+    the input's kind, else ``--output/<input name>`` (distinct names for inputs of the same
+    name)."""
+
+    def __init__(self, output, single):
+        self.output, self.single = Path(output), single
+        self.taken = set()
+
+    def target(self, source):
+        kind_extensions = IMAGE_EXTENSIONS if source.kind == "image" else VIDEO_EXTENSIONS
+        if self.single and self.output.suffix.lower() in kind_extensions:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            return self.output
+        if self.output.suffix.lower() in IMAGE_EXTENSIONS | VIDEO_EXTENSIONS:
+            raise DemoError(f"--output {self.output} names a file, but the inputs give several "
+                            "results (or another kind): give a folder")
+        self.output.mkdir(parents=True, exist_ok=True)
+        if source.kind == "image":
+            name = source.location.name
+            if Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                name += ".png"  # cv2.imwrite picks the format by extension
+        elif source.kind == "video":
+            name = source.location.with_suffix(".mp4").name
+        elif isinstance(source.location, int):
+            name = f"camera{source.location}.mp4"
+        else:
+            name = "stream.mp4"
+        stem, suffix = Path(name).stem, Path(name).suffix
+        target, n = self.output / name, 1
+        while target in self.taken:
+            n += 1
+            target = self.output / f"{stem}-{n}{suffix}"
+        self.taken.add(target)
+        return target
+
+
+# ---------------------------------------------------------------------------- running
 
 
 def confident_instances(predictions, threshold):
@@ -130,63 +274,140 @@ def confident_instances(predictions, threshold):
     return instances[instances.scores >= threshold] if instances.has("scores") else instances
 
 
-def dataset_metadata(cfg):
-    """Metadata (class names, colours) of cfg.DATASETS.TEST[0] if registered, else empty."""
-    names = cfg.DATASETS.TEST
-    if names and names[0] in MetadataCatalog.list():
-        return MetadataCatalog.get(names[0])
-    logger.info("no registered test dataset: classes are shown as numbers")
-    return Metadata()
+class Counter:
+    """Detections per class name, and the line that reports them."""
+
+    def __init__(self, metadata):
+        self.classes = metadata.get("thing_classes") or []
+
+    def name(self, index):
+        return self.classes[index] if index < len(self.classes) else f"class {index}"
+
+    def count(self, instances):
+        """``collections.Counter`` of class names; a DemoError for classes the metadata lacks
+        (the drawing would fail on them)."""
+        labels = instances.pred_classes.tolist() if instances.has("pred_classes") else []
+        if self.classes and labels and max(labels) >= len(self.classes):
+            raise DemoError(
+                f"the model predicts class {max(labels)}, but the dataset's metadata has "
+                f"{len(self.classes)} classes: the config's class count is not the dataset's"
+            )
+        return collections.Counter(self.name(i) for i in labels)
+
+    @staticmethod
+    def line(counts, frames=None):
+        """``3 detections (person 2, dog 1)``; with ``frames``, means per frame."""
+        total = sum(counts.values()) / (frames or 1)
+        ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        if frames is None:
+            per_class = ", ".join(f"{name} {n}" for name, n in ordered)
+            text = f"{int(total)} detection{'' if total == 1 else 's'}"
+        else:
+            per_class = ", ".join(f"{name} {n / frames:.2f}" for name, n in ordered)
+            text = f"{frames} frame{'' if frames == 1 else 's'}, {total:.2f} detections per frame"
+        return f"{text} ({per_class})" if per_class else text
 
 
-def run_on_images(predictor, metadata, images, output, threshold):
-    written = 0
-    for path, explicit in tqdm.tqdm(images, desc="images", unit="img", dynamic_ncols=True):
-        try:
-            image = read_image(str(path), format="BGR")
-        except OSError as e:
-            if explicit:
-                raise DemoError(f"cannot read image {path} ({type(e).__name__})") from None
-            logger.warning(f"skipping unreadable image {path} ({type(e).__name__})")
-            continue
-        instances = confident_instances(predictor(image), threshold)
-        drawn = Visualizer(
-            image[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE
-        ).draw_instance_predictions(instances)
-        target = output_file(output, path, len(images) == 1, IMAGE_EXTENSIONS)
-        if not cv2.imwrite(str(target), drawn.get_image()[:, :, ::-1]):
-            raise DemoError(f"cannot write {target}")
-        written += 1
-    logger.info(f"wrote {written} image(s) to {output}")
+def in_frame_of(image, instances):
+    """``image`` at the size of ``instances``' frame: the predictor gives a huge image's outputs
+    at a bounded size (its warning says so), and they are drawn at that size."""
+    height, width = instances.image_size
+    if image.shape[:2] == (height, width):
+        return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def run_on_video(predictor, metadata, video, output, threshold):
-    capture = cv2.VideoCapture(str(video))
-    if not capture.isOpened():
-        raise DemoError(f"cannot open video {video}")
-    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(
-        capture.get(cv2.CAP_PROP_FRAME_HEIGHT)
-    )
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    target = output_file(output, video, True, VIDEO_EXTENSIONS, suffix=".mp4")
-    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        raise DemoError(f"cannot write video {target}")
-    visualizer = VideoVisualizer(metadata, ColorMode.IMAGE)
-    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+def predict(predictor, image, where):
     try:
-        with tqdm.tqdm(total=frames, desc="frames", unit="frame", dynamic_ncols=True) as bar:
-            while True:
+        return predictor(image)
+    except ValueError as e:  # the predictor's input checks
+        raise DemoError(f"{where}: {e}") from None
+
+
+def run_on_image(predictor, metadata, counter, source, target, threshold):
+    """Draws and writes one image; prints its count line. False when skipped (unreadable)."""
+    path = source.location
+    try:
+        image = read_image(str(path), format="BGR")
+    except OSError as e:
+        if source.explicit:
+            raise DemoError(f"cannot read image {path} ({type(e).__name__})") from None
+        logger.warning(f"skipping unreadable image {path} ({type(e).__name__})")
+        return False
+    instances = confident_instances(predict(predictor, image, path), threshold)
+    counts = counter.count(instances)
+    drawn = Visualizer(
+        in_frame_of(image, instances)[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE
+    ).draw_instance_predictions(instances)
+    if not cv2.imwrite(str(target), drawn.get_image()[:, :, ::-1]):
+        raise DemoError(f"cannot write {target}")
+    tqdm.tqdm.write(f"{path}: {counter.line(counts)}")  # stdout, clear of the progress bar
+    return True
+
+
+def _open_capture(source):
+    capture = cv2.VideoCapture(source.location if source.kind == "stream" else str(source.location))
+    if not capture.isOpened():
+        capture.release()
+        if source.kind == "video":
+            raise DemoError(f"cannot open video {source.location}")
+        if isinstance(source.location, int):
+            raise DemoError(f"cannot open camera {source.location} (no such camera, or it is busy)")
+        raise DemoError(
+            f"cannot open stream {source.location}: OpenCV could not open it (check the address "
+            "and that this OpenCV build reads that protocol)"
+        )
+    return capture
+
+
+def run_on_video(predictor, metadata, counter, source, target, threshold, max_frames=None):
+    """Draws every frame of a video, camera or stream into ``target`` (mp4); prints the
+    per-frame mean count line. A live stream stops at --max-frames or Ctrl-C."""
+    capture = _open_capture(source)
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    fps = fps if 0 < fps <= 240 else DEFAULT_FPS  # streams often report 0 or a clock rate
+    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if source.kind == "video" else 0
+    total = min(frames, max_frames or frames) if frames > 0 else max_frames
+    visualizer = VideoVisualizer(metadata, ColorMode.IMAGE)
+    counts, done, writer = collections.Counter(), 0, None
+    try:
+        with tqdm.tqdm(total=total, desc=describe(source.location), unit="frame",
+                       dynamic_ncols=True) as bar:
+            while max_frames is None or done < max_frames:
                 ok, frame = capture.read()
                 if not ok:
                     break
-                instances = confident_instances(predictor(frame), threshold)
+                instances = confident_instances(
+                    predict(predictor, frame, f"{describe(source.location)} frame {done}"),
+                    threshold,
+                )
+                counts += counter.count(instances)
+                frame = in_frame_of(frame, instances)
                 drawn = visualizer.draw_instance_predictions(frame[:, :, ::-1], instances)
-                writer.write(drawn.get_image()[:, :, ::-1])
+                drawn = drawn.get_image()[:, :, ::-1]
+                if writer is None:  # the first frame gives the size (streams may not say)
+                    size = (drawn.shape[1], drawn.shape[0])
+                    writer = cv2.VideoWriter(
+                        str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, size
+                    )
+                    if not writer.isOpened():
+                        raise DemoError(f"cannot write video {target}")
+                if (drawn.shape[1], drawn.shape[0]) != size:  # a stream that changed its size
+                    drawn = cv2.resize(drawn, size)
+                writer.write(drawn)
+                done += 1
                 bar.update()
+    except KeyboardInterrupt:
+        if source.kind == "video":
+            raise
+        logger.info(f"{describe(source.location)}: stopped (Ctrl-C)")
     finally:
         capture.release()
-        writer.release()
+        if writer is not None:
+            writer.release()
+    if not done:
+        raise DemoError(f"no frames could be read from {describe(source.location)}")
+    tqdm.tqdm.write(f"{describe(source.location)}: {counter.line(counts, frames=done)}")
     logger.info(f"wrote {target}")
 
 
@@ -195,18 +416,30 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("rtinst").setLevel(logging.INFO)
     try:
-        videos = [Path(p) for p in args.input if Path(p).is_file() and is_video(Path(p))]
-        if videos and len(args.input) > 1:
-            raise DemoError("a video must be the only --input")
-        images = [] if videos else collect_images(args.input)
+        sources = collect_sources(args.input)
         cfg = setup_cfg(args)
-        predictor = DefaultPredictor(cfg)
-        metadata = dataset_metadata(cfg)
-        if videos:
-            run_on_video(predictor, metadata, videos[0], args.output, args.confidence_threshold)
-        else:
-            run_on_images(predictor, metadata, images, args.output, args.confidence_threshold)
-    except (ConfigError, DemoError) as e:
+        predictor = Predictor(cfg)
+        logger.info(f"weights: {predictor.weights}")
+        metadata = dataset_metadata(cfg, required=bool(args.dataset))
+        counter = Counter(metadata)
+        outputs = Outputs(args.output, single=len(sources) == 1)
+        written = 0
+        images = [s for s in sources if s.kind == "image"]
+        for source in tqdm.tqdm(images, desc="images", unit="img", dynamic_ncols=True,
+                                disable=len(images) < 2):
+            target = outputs.target(source)
+            if run_on_image(predictor, metadata, counter, source, target,
+                            args.confidence_threshold):
+                written += 1
+            else:
+                outputs.taken.discard(target)
+        if images:
+            logger.info(f"wrote {written} image(s) to {args.output}")
+        for source in sources:
+            if source.kind != "image":
+                run_on_video(predictor, metadata, counter, source, outputs.target(source),
+                             args.confidence_threshold, args.max_frames)
+    except (ConfigError, CheckpointError, DatasetError, DemoError) as e:
         sys.exit(f"demo.py: error: {e}")
 
 

@@ -7,6 +7,12 @@ Examples:
       --output out/blitzmask.onnx --opts MODEL.WEIGHTS model_final.pth
   python tools/export_onnx.py --config-file configs/BlitzMask/MNV2_shapes.yaml \\
       --output out/b.onnx --quantize static --evaluate shapes_val --opts MODEL.WEIGHTS m.pth
+  python tools/export_onnx.py --config-file configs/BlitzMask/MNV2_shapes.yaml \\
+      --output out/b.onnx --dataset mine_val=ann/val.json,img/val --evaluate mine_val \\
+      --opts MODEL.WEIGHTS m.pth
+
+MODEL.WEIGHTS loads as rtinst.engine.Predictor loads it (no code in the file runs; a checkpoint
+that does not fit the model is refused); --evaluate is checked before anything is exported.
 """
 import argparse
 import json
@@ -22,8 +28,10 @@ from detectron2.modeling import build_model
 
 import rtinst  # noqa: F401  (registers rtinst's models; its get_cfg those of every method)
 from rtinst.benchmark.inputs import list_images, random_images
-from rtinst.checkpoint import CheckpointError, SafeCheckpointer
+from rtinst.checkpoint import CheckpointError
+from rtinst.data import DatasetError, register_from_spec
 from rtinst.engine import ConfigError, load_config
+from rtinst.engine.predictor import load_weights
 from rtinst.export import (
     ONNXPredictor,
     compare_outputs,
@@ -50,8 +58,11 @@ def parse_args(argv=None):
     parser.add_argument("--num-images", type=int, default=8)
     parser.add_argument("--quantize", choices=["dynamic", "static"],
                         help="also write an INT8 model next to --output (*.int8.onnx)")
+    parser.add_argument("--dataset", action="append", default=[], metavar="NAME=JSON,IMAGE_DIR",
+                        help="register a COCO-format dataset under NAME (e.g. for --evaluate)")
     parser.add_argument("--evaluate", metavar="DATASET",
-                        help="COCO AP of the ONNX model(s) on this registered dataset")
+                        help="COCO AP of the ONNX model(s) on this registered dataset (its "
+                             "class count is the model's; checked before exporting)")
     parser.add_argument("--time", type=int, default=0, metavar="ROUNDS",
                         help="median time of the graph alone (letterboxed --images in, outputs "
                              "at the export size) over ROUNDS passes over the images")
@@ -62,12 +73,32 @@ def parse_args(argv=None):
 
 
 def load_model(cfg):
+    """The model of ``cfg`` in eval mode with ``cfg.MODEL.WEIGHTS`` loaded as ``Predictor`` loads
+    them (``load_weights``: a ``CheckpointError`` for a file that cannot be used; a warning when
+    empty: random weights are exported)."""
     model = build_model(cfg).eval()
-    if cfg.MODEL.WEIGHTS:
-        SafeCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    else:
-        logger.warning("MODEL.WEIGHTS is empty: exporting randomly initialised weights")
+    load_weights(model, cfg.MODEL.WEIGHTS)
     return model
+
+
+def check_evaluation_dataset(name):
+    """A ``DatasetError`` unless ``name`` is a registered dataset with annotated images."""
+    if name not in DatasetCatalog.list():
+        builtin = ("coco_", "lvis_", "keypoints_", "cityscapes_", "voc_", "ade20k_")
+        known = ", ".join(sorted(n for n in DatasetCatalog.list() if not n.startswith(builtin)))
+        raise DatasetError(
+            f"--evaluate {name}: not a registered dataset (register yours with --dataset "
+            f"{name}=ANNOTATIONS.json,IMAGE_DIR; registered: {known}, and Detectron2's COCO, "
+            "LVIS, Cityscapes, VOC, ADE20K splits)")
+    try:
+        records = DatasetCatalog.get(name)
+    except (OSError, ValueError, KeyError, AssertionError) as e:  # load_coco_json's errors
+        raise DatasetError(f"--evaluate {name}: cannot load it ({type(e).__name__}: {e})") from e
+    if not records:
+        raise DatasetError(f"--evaluate {name}: the dataset has no images")
+    if not any(record.get("annotations") for record in records):
+        raise DatasetError(f"--evaluate {name}: the dataset has no annotations (COCO AP needs "
+                           "ground truth)")
 
 
 def sample_images(folder, count, height, width):
@@ -112,20 +143,27 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     try:
-        cfg = load_config(args.config_file, args.opts, device="cpu")
+        for spec in args.dataset:  # before load_config, which takes class counts from datasets
+            register_from_spec(spec)
+        opts = list(args.opts)
+        if args.evaluate:  # the model's class count is the evaluation dataset's
+            opts += ["DATASETS.TRAIN", "()", "DATASETS.TEST", f"({args.evaluate!r},)"]
+        cfg = load_config(args.config_file, opts, device="cpu")
+        if args.evaluate:
+            check_evaluation_dataset(args.evaluate)
         model = load_model(cfg)
-    except (ConfigError, CheckpointError) as e:
-        sys.exit(f"error: {e}")
+    except (ConfigError, CheckpointError, DatasetError) as e:
+        sys.exit(f"export_onnx.py: error: {e}")
     height, width = args.size or (cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
     try:
         path = export_onnx(model, args.output, height, width, cfg.INPUT.FORMAT)
     except (ConfigError, TypeError) as e:  # no export pipeline for the model
-        sys.exit(f"error: {e}")
+        sys.exit(f"export_onnx.py: error: {e}")
     logger.info(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB), ONNX checker: ok")
     try:
         images = sample_images(args.images, args.num_images, height, width)
     except FileNotFoundError as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"export_onnx.py: error: {e}")
     reports = check_parity(model, ONNXPredictor(path), images)
     summary = {
         "parity_ok": all(r.ok() for r in reports),
@@ -144,10 +182,10 @@ def main(argv=None):
             ms = graph_time_ms(ONNXPredictor(model_path, args.threads), images, args.time)
             logger.info(f"{name}: graph alone {ms:.1f} ms (median, {args.threads} threads)")
     if args.evaluate:
-        if args.evaluate not in DatasetCatalog.list():
-            sys.exit(f"error: --evaluate {args.evaluate}: not a registered dataset")
         for name, model_path in models.items():
-            results = evaluate_onnx(ONNXPredictor(model_path), args.evaluate)
+            # outputs at each image's own size, as its annotations are
+            predictor = ONNXPredictor(model_path, args.threads, max_output_pixels=None)
+            results = evaluate_onnx(predictor, args.evaluate)
             logger.info(f"{name} {args.evaluate}: " + json.dumps(
                 {task: round(metrics["AP"], 2) for task, metrics in results.items()}))
     return 0 if summary["parity_ok"] else 1

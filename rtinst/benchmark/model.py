@@ -1,11 +1,11 @@
-"""Models to measure: built in eval mode on their device, with their weights file or a random
+"""Models to measure: built in eval mode on their device, with their weights file (loaded as
+``rtinst.engine.Predictor`` loads it: through ``SafeCheckpointer``, strictly) or a random
 initialisation whose normalisation statistics are calibrated so that outputs stay realistic."""
 
 import logging
 import os
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 from fvcore.nn import FlopCountAnalysis
 
@@ -59,12 +59,18 @@ def build_eval_model(cfg, calibration_inputs, seed=0):
     """``(model, weights description)``: the model of ``cfg`` (mutated by ``resolve_weights``) in
     eval mode on ``cfg.MODEL.DEVICE``. A random initialisation is seeded (the same architecture gets
     the same weights), prepared as its detection families say (``prepare_untrained``) and
-    calibrated on ``calibration_inputs``."""
+    calibrated on ``calibration_inputs``. A weights file loads through
+    ``rtinst.engine.predictor.load_weights`` (no code in it runs; a ``CheckpointError`` for a file
+    that cannot be read or does not fit the model: a partly random model would not be measured
+    as the trained one runs)."""
+    # imported here: ``import rtinst`` imports this package before what rtinst.engine needs
+    from rtinst.engine.predictor import load_weights
+
     weights = resolve_weights(cfg)
     torch.manual_seed(seed)
     model = build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
-        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
+        load_weights(model, cfg.MODEL.WEIGHTS)
         return model, weights
     for change in prepare_untrained(cfg, model):
         weights += f", {change}"

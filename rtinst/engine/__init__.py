@@ -8,6 +8,7 @@ from .look_forward import (
     look_forward,
     phase_at,
 )
+from .predictor import Predictor
 from .trainer import Trainer
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "LookForwardHook",
     "LookForwardParams",
     "LookForwardScheduler",
+    "Predictor",
     "Trainer",
     "argument_parser",
     "build_validation_batches",

@@ -4,6 +4,11 @@ Detectron2 ``Instances``, as ``DefaultPredictor`` does for the PyTorch model.
 The graph has a fixed input size: the image is resized keeping its aspect ratio so that it fits
 (the longer side as in ``ResizeShortestEdge`` with equal min/max sizes), padded at the bottom /
 right with the model's mean colour, and the outputs are mapped back to the original image.
+
+Images are checked as ``rtinst.engine.Predictor`` checks them (``check_image``: a clear
+``ValueError`` for anything but a non-empty (H, W, 3) uint8 array), and the size the outputs are
+mapped back to is bounded as there (``max_output_pixels``): the masks of a huge photo, mapped
+back to it, would need gigabytes.
 """
 from pathlib import Path
 
@@ -14,6 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from detectron2.structures import Boxes, Instances
+
+from rtinst.engine.predictor import DEFAULT_MAX_OUTPUT_PIXELS, OutputSizeBound, check_image
 
 from .pipeline import INPUT_NAMES
 
@@ -34,15 +41,24 @@ def letterbox(image: np.ndarray, height: int, width: int, fill):
 
 
 class ONNXPredictor:
-    """Call with one BGR (h, w, 3) uint8 image (as read by cv2): ``{"instances": Instances}``."""
+    """Call with one BGR (h, w, 3) uint8 image (as read by cv2): ``{"instances": Instances}`` at
+    h x w, or, when h x w exceeds ``max_output_pixels``, at the largest size of the same aspect
+    ratio within it (``Instances.image_size``; a warning says so once), as
+    ``rtinst.engine.Predictor`` does. Anything but a non-empty (h, w, 3) uint8 numpy array is a
+    ``ValueError`` saying what to do (``rtinst.engine.predictor.check_image``)."""
 
-    def __init__(self, path, num_threads: int = 2):
+    def __init__(self, path, num_threads: int = 2,
+                 max_output_pixels=DEFAULT_MAX_OUTPUT_PIXELS):
         """
         Args:
             path: an ONNX file written by ``export_onnx`` (its metadata give the input size, the
                 channel order and the colour that pads letterboxed images).
             num_threads: ONNX Runtime intra-op threads.
+            max_output_pixels: the most pixels of the frame outputs are mapped back to (default
+                1920x1080: 100 masks in well under 2 GB); None: always the image's own size
+                (e.g. for COCO evaluation, whose annotations are at that size).
         """
+        self.output_size = OutputSizeBound(max_output_pixels, type(self).__name__)
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ONNX model not found: {path}")
@@ -70,11 +86,13 @@ class ONNXPredictor:
         return dict(zip(INPUT_NAMES, (np.ascontiguousarray(image), size)))
 
     def __call__(self, original_image: np.ndarray):
-        return self.predict(*self.prepare(original_image), original_image.shape[:2])
+        return self.predict(*self.prepare(original_image),  # prepare checks the image
+                            self.output_size(*original_image.shape[:2]))
 
     def prepare(self, bgr_image: np.ndarray):
         """``bgr_image`` as the graph takes it: (letterboxed image in the graph's channel order,
         (h, w) of the picture inside it)."""
+        check_image(bgr_image)
         image = bgr_image[:, :, ::-1] if self.input_format == "RGB" else bgr_image
         return letterbox(image, self.height, self.width, self.pad_value)
 
