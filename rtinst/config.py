@@ -162,7 +162,8 @@ def get_cfg():
     return cfg
 
 
-def _lookup(cfg, key):
+def config_value(cfg, key):
+    """The value of the dotted ``key`` (e.g. "MODEL.FCOS.NUM_CLASSES") in ``cfg``, or None."""
     node = cfg
     for part in key.split("."):
         if part not in node:
@@ -177,8 +178,9 @@ def set_class_count(cfg, classes=None, dataset=None):
     config sets away from the default. A key the config sets to another value is a
     ``ConfigError`` naming the keys and the dataset, as are keys that disagree with each other."""
     defaults = get_cfg()
-    keys = [k for k in class_count_keys() if _lookup(cfg, k) is not None]
-    chosen = {k: _lookup(cfg, k) for k in keys if _lookup(cfg, k) != _lookup(defaults, k)}
+    keys = [k for k in class_count_keys() if config_value(cfg, k) is not None]
+    chosen = {k: config_value(cfg, k) for k in keys
+              if config_value(cfg, k) != config_value(defaults, k)}
     if classes is not None:
         count = len(classes)
         wrong = {k: v for k, v in chosen.items() if v != count}

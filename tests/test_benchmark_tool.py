@@ -25,6 +25,7 @@ from rtinst.benchmark import (
     resize_transform,
     resolve_weights,
     run_benchmark,
+    set_score_threshold,
 )
 from rtinst.benchmark.model import build_eval_model
 from rtinst.benchmark.report import add_baseline_ratios
@@ -388,3 +389,14 @@ def test_cli_refuses_a_pickle_that_runs_code(tmp_path):
     assert "benchmark.py: error:" in result.stderr and "evil.pkl" in result.stderr
     assert "Traceback" not in result.stderr
     assert not marker.exists() and not (tmp_path / "out.json").exists()
+
+
+def test_the_demo_threshold_never_raises_a_models_candidate_threshold():
+    """FCOS thresholds the class probability before its score multiplies in the centerness: at
+    0.5 it dropped detections scored 0.51 (the demo found 0 where 0.3 showed two above 0.5)."""
+    cfg = tiny_fcos_cfg()
+    assert cfg.MODEL.FCOS.INFERENCE_TH_TEST == 0.05
+    assert set_score_threshold(cfg, 0.5) == ["FCOS"]
+    assert cfg.MODEL.FCOS.INFERENCE_TH_TEST == 0.05
+    set_score_threshold(cfg, 0.01)
+    assert cfg.MODEL.FCOS.INFERENCE_TH_TEST == 0.01

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 
 import torch
 
+from rtinst.config import config_value
 from rtinst.methods import METHODS
 from rtinst.modeling.fcos import FCOSHead
 
@@ -84,13 +85,18 @@ def matching_families(cfg):
 
 
 def set_score_threshold(cfg, threshold):
-    """Sets the test-time score thresholds of ``cfg``'s families; returns the family names
-    (empty when none is registered: then only the caller's own filtering applies)."""
+    """Lowers the test-time score thresholds of ``cfg``'s families to ``threshold`` where they
+    are higher, never raising one: a family's threshold may apply to something other than the
+    final score (FCOS's to the class probability, before the centerness that its score
+    multiplies in), so raising it would drop detections that pass ``threshold``; the caller
+    filters the final scores. Returns the family names (empty when none is registered: then
+    only the caller's own filtering applies)."""
     families = matching_families(cfg)
     for family in families.values():
-        cfg.merge_from_list(
-            [item for key in family.score_thresholds for item in (key, float(threshold))]
-        )
+        cfg.merge_from_list([
+            item for key in family.score_thresholds
+            for item in (key, min(float(threshold), config_value(cfg, key)))
+        ])
     return sorted(families)
 
 
