@@ -158,6 +158,14 @@ def test_box_transforms_stay_scripted_without_a_deprecation_warning():
     assert "torch.jit.script` is deprecated" not in run.stderr
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the warning is torch's on machines without a GPU")
+def test_the_environment_table_starts_no_cuda_warning():
+    code = "from detectron2.utils.collect_env import collect_env_info; print(collect_env_info())"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert "GPU available" in run.stdout and "No CUDA runtime" not in run.stdout + run.stderr
+
+
 def test_log_file_has_no_colour_codes(tmp_path):
     from termcolor import colored
 

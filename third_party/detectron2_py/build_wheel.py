@@ -260,6 +260,17 @@ PATCHES = [
         "    plain_formatter = _PlainFormatter(\n",
         "(same)",
     ),
+    (
+        "detectron2/utils/collect_env.py",
+        "    from torch.utils.cpp_extension import CUDA_HOME, ROCM_HOME\n",
+        "    if has_gpu:\n"
+        "        from torch.utils.cpp_extension import CUDA_HOME, ROCM_HOME\n"
+        "    else:  # only read where there is a GPU; importing it then logs a warning\n"
+        "        CUDA_HOME = ROCM_HOME = None\n",
+        "default_setup()'s environment table imported torch.utils.cpp_extension, which on a CUDA "
+        "build of torch without a GPU logs \"No CUDA runtime is found, using CUDA_HOME=...\" at "
+        "every training start; CUDA_HOME / ROCM_HOME are only used where there is a GPU.",
+    ),
     # --- pickle files never run code
     (
         "detectron2/checkpoint/detection_checkpoint.py",
