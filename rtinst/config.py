@@ -200,9 +200,4 @@ def set_class_count(cfg, classes=None, dataset=None):
         count = next(iter(chosen.values()))
     else:
         return
-    for key in keys:
-        *path, last = key.split(".")
-        node = cfg
-        for part in path:
-            node = node[part]
-        node[last] = count
+    cfg.merge_from_list([item for key in keys for item in (key, count)])

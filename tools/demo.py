@@ -45,7 +45,7 @@ import rtinst  # noqa: F401  (registers rtinst's models)
 from rtinst.benchmark import set_score_threshold
 from rtinst.benchmark.inputs import IMAGE_EXTENSIONS, list_images
 from rtinst.checkpoint import CheckpointError
-from rtinst.data import DatasetError, dataset_thing_classes, register_from_spec
+from rtinst.data import DatasetError, register_from_spec
 from rtinst.engine import ConfigError, Predictor, load_config
 
 logger = logging.getLogger("rtinst.demo")
@@ -153,19 +153,11 @@ def setup_cfg(args):
     return cfg
 
 
-def dataset_metadata(cfg, required=False):
-    """Metadata (class names, colours) of cfg.DATASETS.TEST[0] if registered, else empty; a
-    dataset whose class names cannot be read is an error when ``required`` (--dataset), else a
-    warning."""
+def dataset_metadata(cfg):
+    """Metadata (class names, colours) of cfg.DATASETS.TEST[0] if registered (``load_config``
+    has read its class names), else empty."""
     names = cfg.DATASETS.TEST
     if names and names[0] in DatasetCatalog.list():
-        try:
-            dataset_thing_classes(names[0])  # sets thing_classes from the annotation file
-        except DatasetError as e:
-            if required:
-                raise
-            logger.warning(f"classes are shown as numbers: {e}")
-            return Metadata()
         return MetadataCatalog.get(names[0])
     logger.info("no registered test dataset: classes are shown as numbers")
     return Metadata()
@@ -420,7 +412,7 @@ def main(argv=None):
         cfg = setup_cfg(args)
         predictor = Predictor(cfg)
         logger.info(f"weights: {predictor.weights}")
-        metadata = dataset_metadata(cfg, required=bool(args.dataset))
+        metadata = dataset_metadata(cfg)
         counter = Counter(metadata)
         outputs = Outputs(args.output, single=len(sources) == 1)
         written = 0

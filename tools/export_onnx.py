@@ -29,7 +29,7 @@ from detectron2.modeling import build_model
 import rtinst  # noqa: F401  (registers rtinst's models; its get_cfg those of every method)
 from rtinst.benchmark.inputs import list_images, random_images
 from rtinst.checkpoint import CheckpointError
-from rtinst.data import DatasetError, register_from_spec
+from rtinst.data import DatasetError
 from rtinst.engine import ConfigError, load_config
 from rtinst.engine.predictor import load_weights
 from rtinst.export import (
@@ -143,12 +143,10 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     args = parse_args(argv)
     try:
-        for spec in args.dataset:  # before load_config, which takes class counts from datasets
-            register_from_spec(spec)
         opts = list(args.opts)
         if args.evaluate:  # the model's class count is the evaluation dataset's
             opts += ["DATASETS.TRAIN", "()", "DATASETS.TEST", f"({args.evaluate!r},)"]
-        cfg = load_config(args.config_file, opts, device="cpu")
+        cfg = load_config(args.config_file, opts, device="cpu", datasets=args.dataset)
         if args.evaluate:
             check_evaluation_dataset(args.evaluate)
         model = load_model(cfg)

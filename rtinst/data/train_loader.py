@@ -33,12 +33,6 @@ from rtinst.methods import find_part
 
 from .datasets import DatasetError
 
-
-def ignore_interrupts(worker_id=None):
-    """Data-loader workers ignore Ctrl-C, which reaches the whole process group: the main
-    process stops training cleanly (``rtinst.engine.interruption``) and ends them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
 logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_SKIPS = 100
@@ -154,6 +148,12 @@ def check_masks(records, dataset_names):
             f"'segmentation' (e.g. {', '.join(unmasked[:3])}), but the model predicts masks "
             "(MODEL.MASK_ON): give every annotation a polygon or RLE mask, or train a box model"
         )
+
+
+def ignore_interrupts(worker_id=None):
+    """Data-loader workers ignore Ctrl-C, which reaches the whole process group: the main
+    process stops training cleanly (``rtinst.engine.interruption``) and ends them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def training_records(cfg):

@@ -27,8 +27,8 @@ class TrainingInterrupted(BaseException):
 
 
 class InterruptCheckpointer(HookBase):
-    """Writes ``model_<iteration>`` through the trainer's ``checkpointer`` at the end of the step in which
-    SIGINT or SIGTERM arrived (the same step on every worker), then raises
+    """Writes ``model_<iteration>`` through the trainer's ``checkpointer`` at the end of the step
+    in which SIGINT or SIGTERM arrived (the same step on every worker), then raises
     ``TrainingInterrupted``. Put it last among the hooks, so that the step's scheduler update
     and metrics are in the checkpoint and the logs."""
 

@@ -60,8 +60,10 @@ class Trainer(DefaultTrainer):
     @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):
         """``LookForwardScheduler`` for ``SOLVER.LR_SCHEDULER_NAME "LookForward"`` (BlitzMask
-        Sec. 2.3), else Detectron2's; a ``ConfigError`` naming the key for an unknown name or a
-        bad ``SOLVER.LOOK_FORWARD`` setting."""
+        Sec. 2.3), else Detectron2's with the ``SOLVER.STEPS`` that happen before
+        ``SOLVER.MAX_ITER`` (the others left out with a warning); a ``ConfigError`` naming the
+        key for an unknown name, a bad ``SOLVER.LOOK_FORWARD`` setting or an impossible schedule
+        (``check_schedule``)."""
         name = cfg.SOLVER.LR_SCHEDULER_NAME
         steps = check_schedule(cfg)
         if name == LOOK_FORWARD:
