@@ -118,7 +118,8 @@ def test_whole_pipeline_is_inside_the_graph(exported):
     assert [i.name for i in graph.graph.input] == ["image", "image_size"]
     props = {p.key: p.value for p in graph.metadata_props}
     assert props == {"input_format": "RGB", "input_size": f"{SIZE},{SIZE}",
-                     "pad_value": "124,116,104"}  # MODEL.PIXEL_MEAN, rounded
+                     "pad_value": "124,116,104",  # MODEL.PIXEL_MEAN, rounded
+                     "picture_fit": "letterbox"}
 
 
 def test_predictor_maps_instances_back_to_the_original_image(exported, trained_model):

@@ -122,3 +122,20 @@ def predict_untrained(cfg, k=7, height=150, width=210):
     cfg.MODEL.FCOS.POST_NMS_TOPK_TEST = k
     image = np.random.default_rng(0).integers(0, 255, (height, width, 3), dtype=np.uint8)
     return DefaultPredictor(cfg)(image)["instances"]
+
+
+YOLACT_CONFIG = CONFIGS / "YOLACT/MNV2_FPN_shapes.yaml"
+# three classes (the synthetic batches'), 128 px input, 32-channel FPN, head and ProtoNet, 8
+# prototypes; anchors scaled to 128 px
+TINY_YOLACT_OPTS = ("MODEL.YOLACT.NUM_CLASSES", "3", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()",
+                    "MODEL.YOLACT.INPUT_SIZE", "128", "MODEL.FPN.OUT_CHANNELS", "32",
+                    "MODEL.YOLACT.HEAD_CONV_DIM", "32", "MODEL.YOLACT.PROTONET_CONV_DIM", "32",
+                    "MODEL.YOLACT.NUM_PROTOTYPES", "8",
+                    "MODEL.YOLACT.ANCHOR_SCALES", "[[8], [16], [32], [64], [128]]")
+
+
+def tiny_yolact_cfg(*opts):
+    """YOLACT's shapes config made small (``TINY_YOLACT_OPTS``), plus ``opts``."""
+    from rtinst.engine import load_config
+
+    return load_config(str(YOLACT_CONFIG), ["MODEL.DEVICE", "cpu", *TINY_YOLACT_OPTS, *opts])

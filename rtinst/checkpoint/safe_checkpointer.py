@@ -110,6 +110,10 @@ class SafeCheckpointer(DetectionCheckpointer):
         return data
 
     def _load_model(self, checkpoint):
+        # a model that reads another implementation's checkpoints converts them itself
+        convert = getattr(self.model, "convert_checkpoint", None)
+        if convert is not None and isinstance(checkpoint.get("model"), dict):
+            checkpoint["model"] = convert(checkpoint["model"])
         frozen_stats = _frozen_bn_statistics(self.model)
         incompatible = super()._load_model(checkpoint)
         missing = set(incompatible.missing_keys)

@@ -16,8 +16,10 @@ def export_onnx(model: nn.Module, path, height: int, width: int, input_format: s
                 opset: int = 17) -> Path:
     """Writes ``model``'s ``export_pipeline`` at ``height`` x ``width`` to ``path``, checks it
     with the ONNX checker and records in its metadata ``input_format`` (the channel order the
-    graph expects), the size and the colour that pads letterboxed images (the pixel mean).
-    Returns the path."""
+    graph expects), the size, the colour that pads letterboxed images (the pixel mean) and how a
+    picture is fitted to the size (the pipeline's ``picture_fit``: "letterbox", the default, or
+    "stretch" for a model that resizes every picture to its square input anyway). Returns the
+    path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pipeline = export_pipeline(model, height, width)
@@ -32,6 +34,8 @@ def export_onnx(model: nn.Module, path, height: int, width: int, input_format: s
     pad_value = ",".join(str(round(float(v))) for v in model.pixel_mean.flatten())
     onnx.helper.set_model_props(graph, {"input_format": input_format,
                                         "input_size": f"{height},{width}",
-                                        "pad_value": pad_value})
+                                        "pad_value": pad_value,
+                                        "picture_fit": getattr(pipeline, "picture_fit",
+                                                               "letterbox")})
     onnx.save(graph, str(path))
     return path

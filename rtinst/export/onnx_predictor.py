@@ -3,7 +3,9 @@ Detectron2 ``Instances``, as ``DefaultPredictor`` does for the PyTorch model.
 
 The graph has a fixed input size: the image is resized keeping its aspect ratio so that it fits
 (the longer side as in ``ResizeShortestEdge`` with equal min/max sizes), padded at the bottom /
-right with the model's mean colour, and the outputs are mapped back to the original image.
+right with the model's mean colour, and the outputs are mapped back to the original image. A
+graph whose metadata say ``picture_fit: stretch`` (a model that resizes every picture to its
+square input, as YOLACT) gets the image resized to its size whatever the aspect ratio.
 
 Images are checked as ``rtinst.engine.Predictor`` checks them (``check_image``: a clear
 ``ValueError`` for anything but a non-empty (H, W, 3) uint8 array), and the size the outputs are
@@ -73,6 +75,9 @@ class ONNXPredictor:
         self.height, self.width = (int(v) for v in props["input_size"].split(","))
         self.input_format = props.get("input_format", "BGR")
         self.pad_value = tuple(int(v) for v in props.get("pad_value", "0,0,0").split(","))
+        self.picture_fit = props.get("picture_fit", "letterbox")
+        if self.picture_fit not in ("letterbox", "stretch"):
+            raise ValueError(f"{path}: unknown picture_fit {self.picture_fit!r} in its metadata")
 
     def run(self, image: np.ndarray, image_size=None):
         """The raw outputs (boxes, scores, classes, masks) for an image already in the graph's
@@ -94,6 +99,10 @@ class ONNXPredictor:
         (h, w) of the picture inside it)."""
         check_image(bgr_image)
         image = bgr_image[:, :, ::-1] if self.input_format == "RGB" else bgr_image
+        if self.picture_fit == "stretch":
+            image = cv2.resize(np.ascontiguousarray(image), (self.width, self.height),
+                               interpolation=cv2.INTER_LINEAR)
+            return image, (self.height, self.width)
         return letterbox(image, self.height, self.width, self.pad_value)
 
     def predict(self, image: np.ndarray, image_size, output_size):

@@ -372,6 +372,25 @@ PATCHES = [
         '[x["category_id"] for x in annos if not x.get("iscrowd", 0)], dtype=int\n',
         "(same)",
     ),
+    # --- deformable convolutions without the compiled _C
+    (
+        "detectron2/layers/deform_conv.py",
+        "deform_conv = _DeformConv.apply\nmodulated_deform_conv = _ModulatedDeformConv.apply\n",
+        "def deform_conv(input, offset, weight, stride=1, padding=0, dilation=1, groups=1,\n"
+        "                deformable_groups=1, im2col_step=64):\n"
+        "    return deform_conv2d(input, offset, weight, stride=stride, padding=padding,\n"
+        "                         dilation=dilation)\n"
+        "\n"
+        "\n"
+        "def modulated_deform_conv(input, offset, mask, weight, bias=None, stride=1, padding=0,\n"
+        "                          dilation=1, groups=1, deformable_groups=1):\n"
+        "    return deform_conv2d(input, offset, weight, bias, stride=stride, padding=padding,\n"
+        "                         dilation=dilation, mask=mask)\n",
+        "DeformConv / ModulatedDeformConv called the compiled _C kernels, which this build has "
+        "not: ModulatedDeformConv raised on every device, DeformConv had no backward on the CPU. "
+        "torchvision's deform_conv2d (differentiable, CPU and CUDA; groups and deformable "
+        "groups taken from the tensors' shapes) computes the same, with DCNv2's offset layout.",
+    ),
 ]
 
 # files of this folder added to the package: {path in the wheel: file here}

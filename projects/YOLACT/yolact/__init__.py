@@ -1,0 +1,29 @@
+"""YOLACT (Bolya et al., ICCV 2019) and YOLACT++ (TPAMI 2020): importing this package registers
+the ``YOLACT`` meta-architecture, its backbones and dataset mapper, and declares the method to
+rtinst with its config keys (``add_yolact_config``)."""
+from rtinst import register_method
+from rtinst.benchmark import DetectionFamily
+
+from .checkpoint_conversion import convert_reference_state_dict, is_reference_state_dict
+from .config import add_yolact_config
+from .dataset_mapper import YOLACTDatasetMapper
+from .export import YOLACTExportPipeline
+from .fast_nms import cross_class_fast_nms, fast_nms, standard_nms
+from .fpn import build_yolact_mobilenet_v2_fpn_backbone, build_yolact_resnet_fpn_backbone
+from .yolact import YOLACT
+
+__all__ = ["YOLACT", "YOLACTDatasetMapper", "YOLACTExportPipeline", "add_yolact_config", "build_yolact_mobilenet_v2_fpn_backbone",
+           "build_yolact_resnet_fpn_backbone", "convert_reference_state_dict",
+           "cross_class_fast_nms", "fast_nms", "is_reference_state_dict", "standard_nms"]
+
+register_method(
+    "yolact", add_config=add_yolact_config, class_count_keys=("MODEL.YOLACT.NUM_CLASSES",),
+    dataset_mappers={"YOLACTDatasetMapper": YOLACTDatasetMapper},
+    detection_families={("MODEL.META_ARCHITECTURE", "YOLACT"): DetectionFamily(
+        score_thresholds=("MODEL.YOLACT.SCORE_THRESH",),
+        max_detections=("MODEL.YOLACT.DETECTIONS_PER_IMAGE",),
+        candidate_pools=("MODEL.YOLACT.NMS_TOP_K",),
+        nms_thresholds=("MODEL.YOLACT.NMS_THRESH",),
+    )},
+    export_pipelines={"YOLACT": YOLACTExportPipeline},
+)
