@@ -17,7 +17,7 @@ from rtinst.engine import load_config
 from rtinst.modeling.layers import assemble_masks, crop_to_boxes
 from shared_files import KEY_LISTS, require_shared
 from tiny_models import batch_with_masks, tiny_yolact_cfg
-from train_net_runner import losses_not_falling
+from train_net_runner import SHORT_SHAPES_RUN, losses_not_falling, run_train_net
 from yolact import convert_reference_state_dict, cross_class_fast_nms, fast_nms, standard_nms
 from yolact.anchors import YOLACTAnchors
 from yolact.fpn import deformable_block_indices
@@ -116,6 +116,38 @@ def test_fast_nms_per_class_top_k_and_detection_limit():
     assert kept.tolist() == [2] and classes.tolist() == [1]
 
 
+def _per_class_fast_nms(boxes, scores, iou_threshold, top_k, max_detections):
+    """The paper's formulation, literally: one (top_k, top_k) IoU matrix per class."""
+    from torchvision.ops import box_iou
+
+    scores, indices = scores.sort(dim=1, descending=True)
+    indices, scores = indices[:, :top_k], scores[:, :top_k]
+    kept = []
+    for c in range(scores.shape[0]):
+        iou = box_iou(boxes[indices[c]], boxes[indices[c]]).triu(diagonal=1)
+        keep = iou.amax(dim=0) <= iou_threshold
+        kept += [(s, i, c) for s, i in zip(scores[c][keep].tolist(), indices[c][keep].tolist())]
+    kept.sort(key=lambda t: -t[0])
+    return kept[:max_detections]
+
+
+@pytest.mark.parametrize("seed,spread,max_detections", [
+    (0, 100, 60), (1, 100, 5), (2, 300, 20), (3, 100, 60), (4, 100, 5),
+    (5, 2, 20),  # every box on top of the others: the pruned matrices keep too few, fall back
+])
+def test_fast_nms_equals_the_per_class_matrices(seed, spread, max_detections):
+    """The batched matrices (first restricted to the best-scoring detections) give what one
+    matrix per class gives."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(300, 2, generator=g) * spread
+    sizes = 5 + torch.rand(300, 2, generator=g) * 40
+    boxes = torch.cat([centres, centres + sizes], dim=1)
+    scores = torch.rand(7, 300, generator=g) ** 3
+    kept, classes, kept_scores = fast_nms(boxes, scores, 0.5, 50, max_detections)
+    expected = _per_class_fast_nms(boxes, scores, 0.5, 50, max_detections)
+    assert list(zip(kept_scores.tolist(), kept.tolist(), classes.tolist())) == expected
+
+
 def test_cross_class_fast_nms_uses_each_boxs_best_class():
     scores = torch.tensor([[0.9, 0.1, 0.7], [0.1, 0.8, 0.2]])  # best: A/0, B/1, C/0
     kept, classes, _ = cross_class_fast_nms(CHAIN, scores, 0.5)
@@ -156,8 +188,8 @@ def test_modulated_deformable_conv_with_zero_offsets_and_unit_mask_is_the_plain_
                                atol=1e-5, rtol=1e-5)
     # a block's zero-initialised offset branch gives sigmoid(0) = 1/2 modulation: half the conv
     half = conv(x, offset, torch.full((2, 9, 9, 7), 0.5))
-    torch.testing.assert_close(half, 0.5 * F.conv2d(x, conv.weight, padding=1) + conv.bias[:, None, None],
-                               atol=1e-5, rtol=1e-5)
+    expected = 0.5 * F.conv2d(x, conv.weight, padding=1) + conv.bias[:, None, None]
+    torch.testing.assert_close(half, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_deformable_blocks_every_third_block_of_c3_c5_for_r101():
@@ -267,6 +299,14 @@ def test_training_returns_every_loss_and_gradients_reach_every_part():
         assert grads and all(g is not None and g.abs().sum() > 0 for g in grads), part
 
 
+def test_diverged_training_is_a_clear_error():
+    model = build_model(tiny_yolact_cfg()).train()
+    with torch.no_grad():
+        model.head.class_pred.bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="class_logits.*SOLVER.BASE_LR"):
+        model(batch_with_masks())
+
+
 def test_training_needs_images_at_the_input_size():
     model = build_model(tiny_yolact_cfg()).train()
     batch = batch_with_masks(size=100)
@@ -285,6 +325,18 @@ def test_a_few_iterations_on_the_embedded_data_make_every_loss_fall(config, tmp_
         "MODEL.YOLACT.HEAD_CONV_DIM", "64", "MODEL.YOLACT.PROTONET_CONV_DIM", "64",
     )
     assert not_falling == {}
+
+
+@pytest.mark.ddp
+def test_two_process_data_parallel_training(tmp_path):
+    """Two gloo workers train YOLACT++ through train_net.py: every parameter gets a gradient
+    (the mask-IoU head too) and the positives count shared by the workers does not deadlock."""
+    out = tmp_path / "ddp"
+    res = run_train_net(CONFIGS / "yolact_plus_MNV2_FPN_shapes.yaml", "--num-gpus", "2",
+                        *SHORT_SHAPES_RUN, "MODEL.YOLACT.INPUT_SIZE", "160", "SOLVER.MAX_ITER",
+                        "4", "OUTPUT_DIR", str(out), timeout=600)
+    assert "World size: 2" in res.stdout + res.stderr
+    assert torch.load(out / "model_final.pth", weights_only=True)["iteration"] == 3
 
 
 # --- the reference's checkpoints --------------------------------------------------------------
@@ -361,3 +413,50 @@ def test_unknown_reference_key_is_named():
              "class_existence_fc.weight": torch.zeros(1)}
     with pytest.raises(KeyError, match="class_existence_fc.weight"):
         convert_reference_state_dict(state)
+
+
+def test_convert_tool_writes_a_checkpoint_our_model_loads(tmp_path):
+    import subprocess
+    import sys
+
+    spec = _reference_spec(FIXTURES / "yolact_plus_resnet50_config_keys.tsv")
+    torch.save(_state_dict_from(spec), tmp_path / "reference.pth")
+    tool = ROOT / "projects/YOLACT/tools/convert_checkpoint.py"
+    result = subprocess.run([sys.executable, str(tool), str(tmp_path / "reference.pth"),
+                             str(tmp_path / "ours.pth")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "339 keys renamed, 13 deformable-conv biases folded" in result.stdout  # 4 + 6 + 3
+    model = build_model(load_config(str(CONFIGS / "yolact_plus_R_50_550.yaml"), [
+        "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()"]))
+    SafeCheckpointer(model).load(str(tmp_path / "ours.pth"))
+    # a file of another model is refused by name
+    torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.pth")
+    result = subprocess.run([sys.executable, str(tool), str(tmp_path / "other.pth"),
+                             str(tmp_path / "x.pth")], capture_output=True, text=True)
+    assert result.returncode != 0 and "not a dbolya/yolact state dict" in result.stderr
+
+
+def test_mapper_resizes_training_images_and_keeps_crowd_boxes():
+    from yolact.dataset_mapper import YOLACTDatasetMapper
+
+    cfg = tiny_yolact_cfg()
+    record = {"file_name": str(ROOT / "tests/fixtures/does_not_matter.jpg"), "height": 100,
+              "width": 200, "image_id": 0, "annotations": [
+                  {"bbox": [10.0, 10.0, 50.0, 40.0], "bbox_mode": 1, "category_id": 1, "iscrowd": 0,
+                   "segmentation": [[10, 10, 60, 10, 60, 50, 10, 50]]},
+                  {"bbox": [100, 20, 80, 60], "bbox_mode": 1, "category_id": 0, "iscrowd": 1,
+                   "segmentation": {"size": [100, 200], "counts": "PPYo1"}}]}
+    mapper = YOLACTDatasetMapper(cfg, is_train=True)
+    mapper.augmentations.augs[-1].prob = 0.0  # no flip
+    import detectron2.data.detection_utils as utils
+    original = utils.read_image
+    utils.read_image = lambda *a, **k: np.zeros((100, 200, 3), dtype=np.uint8)
+    try:
+        out = mapper(record)
+    finally:
+        utils.read_image = original
+    assert out["image"].shape == (3, 128, 128)
+    assert len(out["instances"]) == 1
+    torch.testing.assert_close(out["instances"].gt_boxes.tensor,
+                               torch.tensor([[6.4, 12.8, 38.4, 64.0]]))
+    torch.testing.assert_close(out["crowd_boxes"], torch.tensor([[64.0, 25.6, 115.2, 102.4]]))

@@ -12,9 +12,10 @@ from .fast_nms import cross_class_fast_nms, fast_nms, standard_nms
 from .fpn import build_yolact_mobilenet_v2_fpn_backbone, build_yolact_resnet_fpn_backbone
 from .yolact import YOLACT
 
-__all__ = ["YOLACT", "YOLACTDatasetMapper", "YOLACTExportPipeline", "add_yolact_config", "build_yolact_mobilenet_v2_fpn_backbone",
-           "build_yolact_resnet_fpn_backbone", "convert_reference_state_dict",
-           "cross_class_fast_nms", "fast_nms", "is_reference_state_dict", "standard_nms"]
+__all__ = ["YOLACT", "YOLACTDatasetMapper", "YOLACTExportPipeline", "add_yolact_config",
+           "build_yolact_mobilenet_v2_fpn_backbone", "build_yolact_resnet_fpn_backbone",
+           "convert_reference_state_dict", "cross_class_fast_nms", "fast_nms",
+           "is_reference_state_dict", "standard_nms"]
 
 register_method(
     "yolact", add_config=add_yolact_config, class_count_keys=("MODEL.YOLACT.NUM_CLASSES",),

@@ -61,7 +61,7 @@ class YOLACTDatasetMapper(RobustDatasetMapper):
     def _transform_annotations(self, dataset_dict, transforms, image_shape):
         crowd = [
             transforms.apply_box(np.array([BoxMode.convert(a["bbox"], a["bbox_mode"],
-                                                           BoxMode.XYXY_ABS)]))[0]
+                                                           BoxMode.XYXY_ABS)], dtype=np.float64))[0]
             for a in dataset_dict["annotations"] if a.get("iscrowd", 0)
         ]
         dataset_dict["crowd_boxes"] = torch.as_tensor(np.array(crowd, dtype=np.float32)

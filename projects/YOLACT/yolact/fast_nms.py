@@ -13,20 +13,10 @@ from typing import Tuple
 import torch
 from torchvision.ops import batched_nms, box_iou
 
-__all__ = ["NMS_TYPES", "batched_box_iou", "cross_class_fast_nms", "fast_nms", "standard_nms",
-           "suppress"]
+__all__ = ["NMS_TYPES", "cross_class_fast_nms", "fast_nms", "standard_nms", "suppress",
+           "upper_iou_max"]
 
 Kept = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def batched_box_iou(boxes: torch.Tensor) -> torch.Tensor:
-    """(c, n, n) pairwise IoUs of (c, n, 4) XYXY boxes."""
-    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
-    top_left = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
-    bottom_right = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    return inter / (area[:, :, None] + area[:, None, :] - inter)
 
 
 def _best(indices: torch.Tensor, classes: torch.Tensor, scores: torch.Tensor,
@@ -36,16 +26,50 @@ def _best(indices: torch.Tensor, classes: torch.Tensor, scores: torch.Tensor,
     return indices[order], classes[order], scores
 
 
+def upper_iou_max(boxes: torch.Tensor) -> torch.Tensor:
+    """K of Fast NMS for (c, n, 4) boxes sorted best first: (c, n), for each box the highest IoU
+    with a better box of its row (0 for the first). Computed coordinate by coordinate, so that
+    the largest temporaries are (c, n, n)."""
+    x1, y1, x2, y2 = boxes.unbind(dim=-1)
+    area = (x2 - x1) * (y2 - y1)
+    inter = ((torch.minimum(x2[:, :, None], x2[:, None, :]) -
+              torch.maximum(x1[:, :, None], x1[:, None, :])).clamp(min=0) *
+             (torch.minimum(y2[:, :, None], y2[:, None, :]) -
+              torch.maximum(y1[:, :, None], y1[:, None, :])).clamp(min=0))
+    iou = inter / (area[:, :, None] + area[:, None, :] - inter)
+    return iou.triu(diagonal=1).amax(dim=1)
+
+
+def _kept(boxes, scores, indices, iou_threshold):
+    """Fast NMS's kept (indices, classes, scores) of per-class sorted ``scores`` / ``indices``
+    (c, m): each class's first m detections."""
+    num_classes, num_kept = indices.shape
+    keep = upper_iou_max(boxes[indices.reshape(-1)].reshape(num_classes, num_kept, 4)
+                         ) <= iou_threshold
+    classes = torch.arange(num_classes, device=boxes.device)[:, None].expand_as(indices)
+    return indices[keep], classes[keep], scores[keep]
+
+
 def fast_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5,
              top_k: int = 200, max_detections: int = 100) -> Kept:
-    """Fast NMS of (n, 4) candidate ``boxes`` with (c, n) per-class ``scores``."""
+    """Fast NMS of (n, 4) candidate ``boxes`` with (c, n) per-class ``scores``.
+
+    Outside a traced graph, the matrices are first built over each class's detections scoring
+    at least the 2 * ``max_detections``-th best score overall: a detection is only suppressed by
+    better ones of its class, all in there, so when at least ``max_detections`` of those kept
+    score that much, they are the answer of the full (c, top_k, top_k) matrices (otherwise those
+    are computed). On a CPU this is several times faster for the usual 80 classes.
+    """
     scores, indices = scores.sort(dim=1, descending=True)
     indices, scores = indices[:, :top_k], scores[:, :top_k]
-    num_classes, num_kept = indices.shape
-    iou = batched_box_iou(boxes[indices.reshape(-1)].reshape(num_classes, num_kept, 4))
-    keep = iou.triu(diagonal=1).amax(dim=1) <= iou_threshold
-    classes = torch.arange(num_classes, device=boxes.device)[:, None].expand_as(indices)
-    return _best(indices[keep], classes[keep], scores[keep], max_detections)
+    if not torch.jit.is_tracing() and scores.numel() > 2 * max_detections:
+        threshold = scores.reshape(-1).topk(2 * max_detections).values[-1]
+        columns = int((scores >= threshold).sum(dim=1).max())
+        if columns < scores.shape[1]:
+            kept = _kept(boxes, scores[:, :columns], indices[:, :columns], iou_threshold)
+            if int((kept[2] >= threshold).sum()) >= max_detections:
+                return _best(*kept, max_detections)
+    return _best(*_kept(boxes, scores, indices, iou_threshold), max_detections)
 
 
 def cross_class_fast_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float = 0.5,

@@ -168,6 +168,12 @@ class YOLACT(nn.Module):
                                          for x in batched_inputs])
         outputs, anchors = self.predict(images.tensor)
         if self.training:
+            diverged = [name for name, x in outputs._asdict().items()
+                        if x is not None and not torch.isfinite(x).all()]
+            if diverged:  # (the mask loss's BCE would fail on them with an obscure message)
+                raise FloatingPointError(
+                    f"YOLACT's {', '.join(diverged)} became infinite or NaN: training diverged "
+                    "(lower SOLVER.BASE_LR, or lengthen SOLVER.WARMUP_ITERS)")
             targets = [self._targets(x, size) for x, size in zip(batched_inputs,
                                                                  images.image_sizes)]
             return self.loss(outputs, anchors, targets, self.mask_iou_head)
