@@ -148,6 +148,19 @@ def test_fast_nms_equals_the_per_class_matrices(seed, spread, max_detections):
     assert list(zip(kept_scores.tolist(), kept.tolist(), classes.tolist())) == expected
 
 
+@pytest.mark.parametrize("nms", [fast_nms, cross_class_fast_nms, standard_nms])
+def test_nms_of_no_candidates_is_empty(nms):
+    kept, classes, scores = nms(torch.zeros(0, 4), torch.zeros(3, 0))
+    assert kept.shape == classes.shape == scores.shape == (0,)
+
+
+def test_an_image_without_candidates_gives_no_instances():
+    model = build_model(tiny_yolact_cfg("MODEL.YOLACT.SCORE_THRESH", "1.0")).eval()
+    with torch.no_grad():
+        instances = model([{"image": torch.zeros(3, 64, 80, dtype=torch.uint8)}])[0]["instances"]
+    assert len(instances) == 0 and instances.pred_masks.shape == (0, 64, 80)
+
+
 def test_cross_class_fast_nms_uses_each_boxs_best_class():
     scores = torch.tensor([[0.9, 0.1, 0.7], [0.1, 0.8, 0.2]])  # best: A/0, B/1, C/0
     kept, classes, _ = cross_class_fast_nms(CHAIN, scores, 0.5)

@@ -110,6 +110,17 @@ def test_letterboxed_canvas_keeps_detections_inside_the_picture(trained):
     assert masks[:, 64:].sum() == 0 and masks[:, :, 100:].sum() == 0
 
 
+def test_graph_of_a_model_that_finds_nothing_runs(tmp_path):
+    """Exported (and traced on a blank image) with no detections passing the threshold: the
+    graph still has all of the post-processing (no branch on the detection count was traced)."""
+    cfg = tiny_yolact_cfg("MODEL.YOLACT.SCORE_THRESH", "1.0", *OPTS)
+    path = export_onnx(build_model(cfg).eval(), tmp_path / "none.onnx", 96, 96, "RGB")
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert {"GlobalMaxPool", "GridSample", "MatMul"} <= ops
+    instances = ONNXPredictor(path)(_photo())["instances"]
+    assert len(instances) == 0 and instances.pred_masks.shape[1:] == _photo().shape[:2]
+
+
 def test_whole_post_processing_is_inside_the_graph(trained):
     ops = {node.op_type for node in onnx.load(str(trained[2])).graph.node}
     # resize of the picture, NMS's sort / top-k, mask assembly, re-scoring's max pool, paste

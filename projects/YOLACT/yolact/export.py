@@ -52,8 +52,10 @@ class YOLACTExportPipeline(nn.Module):
         xs = torch.arange(width, dtype=boxes.dtype)
         grid = torch.stack(torch.meshgrid((xs + 0.5) / wf * 2 - 1, (ys + 0.5) / hf * 2 - 1,
                                           indexing="xy"), dim=-1)[None]
+        # (one empty mask more: grid_sample refuses a tensor without channels)
+        masks = torch.cat([masks, masks.new_zeros(1, *masks.shape[1:])])
         canvas = F.grid_sample(masks[None], grid, mode="bilinear", padding_mode="border",
-                               align_corners=False)[0]
+                               align_corners=False)[0, :-1]
         inside = (ys < hf)[:, None] & (xs < wf)[None, :]
         masks = (canvas > model.inference.mask_threshold) & inside
         return boxes, scores, classes, masks.to(torch.uint8)

@@ -11,6 +11,7 @@ the kept detections, best first, at most ``max_detections``.
 from typing import Tuple
 
 import torch
+from torch.nn import functional as F
 from torchvision.ops import batched_nms, box_iou
 
 __all__ = ["NMS_TYPES", "cross_class_fast_nms", "fast_nms", "standard_nms", "suppress",
@@ -37,16 +38,22 @@ def upper_iou_max(boxes: torch.Tensor) -> torch.Tensor:
              (torch.minimum(y2[:, :, None], y2[:, None, :]) -
               torch.maximum(y1[:, :, None], y1[:, None, :])).clamp(min=0))
     iou = inter / (area[:, :, None] + area[:, None, :] - inter)
-    return iou.triu(diagonal=1).amax(dim=1)
+    return _column_max(iou.triu(diagonal=1), dim=1)
+
+
+def _column_max(upper: torch.Tensor, dim: int) -> torch.Tensor:
+    """``upper.amax(dim)``, also when that dimension is empty (no candidates): a zero row is
+    added first."""
+    pad = [0, 0] * (upper.dim() - 1 - dim) + [1, 0]
+    return F.pad(upper, pad).amax(dim=dim)
 
 
 def _kept(boxes, scores, indices, iou_threshold):
     """Fast NMS's kept (indices, classes, scores) of per-class sorted ``scores`` / ``indices``
     (c, m): each class's first m detections."""
-    num_classes, num_kept = indices.shape
-    keep = upper_iou_max(boxes[indices.reshape(-1)].reshape(num_classes, num_kept, 4)
-                         ) <= iou_threshold
-    classes = torch.arange(num_classes, device=boxes.device)[:, None].expand_as(indices)
+    # (c, m, 4) by a 2-D gather: an ONNX Reshape would read a 0 (no candidates) as "keep"
+    keep = upper_iou_max(boxes[indices]) <= iou_threshold
+    classes = torch.arange(indices.shape[0], device=boxes.device)[:, None].expand_as(indices)
     return indices[keep], classes[keep], scores[keep]
 
 
@@ -80,7 +87,7 @@ def cross_class_fast_nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshol
     best_scores, order = best_scores.sort(descending=True)
     order, best_scores = order[:top_k], best_scores[:top_k]
     iou = box_iou(boxes[order], boxes[order])
-    keep = iou.triu(diagonal=1).amax(dim=0) <= iou_threshold
+    keep = _column_max(iou.triu(diagonal=1), dim=0) <= iou_threshold
     return _best(order[keep], classes[order][keep], best_scores[keep], max_detections)
 
 

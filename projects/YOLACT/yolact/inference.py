@@ -26,8 +26,10 @@ def resize_masks(masks: torch.Tensor, region: Tuple[float, float], output_size: 
     out_h, out_w = output_size
     hp, wp = masks.shape[-2:]
     full = (int(round(out_h * hp / region[0])), int(round(out_w * wp / region[1])))
+    # (one empty mask more: interpolate refuses a tensor without channels)
+    masks = torch.cat([masks, masks.new_zeros(1, hp, wp)])
     resized = F.interpolate(masks[None], size=full, mode="bilinear", align_corners=False)[0]
-    return resized[:, :out_h, :out_w]
+    return resized[:-1, :out_h, :out_w]
 
 
 class YOLACTInference:

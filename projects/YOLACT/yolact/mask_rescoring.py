@@ -46,7 +46,5 @@ class MaskIoUHead(nn.Module):
 def rescore(head: MaskIoUHead, masks: torch.Tensor, classes: torch.Tensor,
             scores: torch.Tensor) -> torch.Tensor:
     """``scores`` times the IoU ``head`` predicts for each (P, H, W) mask at its class."""
-    if masks.shape[0] == 0:
-        return scores
-    predicted = head(masks[:, None])
+    predicted = head(masks[:, None])  # (no branch on P = 0: a traced graph would keep it)
     return scores * predicted.gather(1, classes[:, None].long())[:, 0]
