@@ -15,7 +15,7 @@ from train_net_runner import ROOT
 SHAPES_FCOS = str(ROOT / "configs/FCOS/MNV2_FPN_shapes.yaml")
 CLASS_COUNT_KEYS = ["MODEL.BASIS_MODULE.NUM_CLASSES", "MODEL.BLITZMASK.NUM_CLASSES",
                     "MODEL.FCOS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES",
-                    "MODEL.ROI_HEADS.NUM_CLASSES"]
+                    "MODEL.ROI_HEADS.NUM_CLASSES", "MODEL.YOLACT.NUM_CLASSES"]
 
 
 def _write(folder, name, text):

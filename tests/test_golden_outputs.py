@@ -7,6 +7,11 @@ import torch
 from golden_outputs import MODELS, compute, fixture_path
 
 MAX_FLIPPED_MASK_PIXELS = 1e-3  # share of thresholded mask pixels allowed to differ (rounding)
+# Gradient norms differ by up to ~2e-3 (relative) between CPUs for the same code: the backward
+# convolution kernels oneDNN picks depend on the instruction set (the fixtures' machine and the
+# one of 2026-12-02 differ so; losses and detections agree to 1e-5 there). A refactoring
+# mistake changes them far more.
+GRAD_NORM_TOLERANCE = {"rtol": 5e-3, "atol": 2e-3}
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -18,5 +23,7 @@ def test_outputs_equal_the_saved_ones(name):
         if key == "pred_masks_bits":
             flipped = np.unpackbits(actual[key].numpy() ^ value.numpy()).mean()
             assert flipped <= MAX_FLIPPED_MASK_PIXELS, f"{key}: {flipped:.2%} of pixels differ"
+        elif key.startswith("grad_norm/"):
+            torch.testing.assert_close(actual[key], value, msg=key, **GRAD_NORM_TOLERANCE)
         else:
             torch.testing.assert_close(actual[key], value, rtol=1e-4, atol=1e-5, msg=key)

@@ -376,11 +376,14 @@ REFERENCE_MODELS = [
     (KEY_LISTS / "yolact_base_550_R101.tsv", "yolact_R_101_550.yaml"),
     (FIXTURES / "yolact_base_config_keys.tsv", "yolact_R_101_550.yaml"),
     (FIXTURES / "yolact_plus_resnet50_config_keys.tsv", "yolact_plus_R_50_550.yaml"),
+    (FIXTURES / "yolact_resnet50_config_keys.tsv", "yolact_R_50_550.yaml"),
+    (FIXTURES / "yolact_plus_base_config_keys.tsv", "yolact_plus_R_101_550.yaml"),
 ]
 
 
 @pytest.mark.parametrize("key_list,config", REFERENCE_MODELS,
-                         ids=["shared_yolact_base", "yolact_base", "yolact_plus_resnet50"])
+                         ids=["shared_yolact_base", "yolact_base", "yolact_plus_resnet50",
+                              "yolact_resnet50", "yolact_plus_base"])
 def test_reference_checkpoint_converts_with_every_key_accounted_for(key_list, config, tmp_path):
     spec = _reference_spec(require_shared(key_list) if "shared" in str(key_list) else key_list)
     state = _state_dict_from(spec)

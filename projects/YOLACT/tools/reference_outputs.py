@@ -45,6 +45,9 @@ INFERENCE_SEED = 0
 LOSS_SEEDS = (1, 2)
 LOSS_TORCH_SEED = 0
 MASK_SUBSAMPLE_LIMIT = 100  # the reference's cfg.masks_to_train for these configs
+# the other published checkpoints (yolact_resnet50_54_800000.pth, yolact_plus_base_54_800000.pth):
+# only their key lists are written
+KEY_LIST_CONFIGS = ("yolact_resnet50_config", "yolact_plus_base_config")
 
 
 # ----------------------------------------------------------------------------- shims
@@ -372,6 +375,10 @@ def main(argv=None):
     p.add_argument("--shared-keys", default=None,
                    help="folder of the shared checkpoint key TSVs (default: ../shared/reference/"
                         "checkpoint_keys next to the repository root)")
+    p.add_argument("--key-lists-only", nargs="*", default=list(KEY_LIST_CONFIGS),
+                   metavar="CONFIG",
+                   help="configs of the reference whose key list alone is written (no outputs): "
+                        "the other published checkpoints' layouts")
     args = p.parse_args(argv)
     # torch 2.x deprecation chatter about the reference's TorchScript use
     warnings.filterwarnings("ignore", message=r".*torch\.jit\..*deprecated.*")
@@ -383,6 +390,11 @@ def main(argv=None):
     repo_root = os.path.abspath(os.path.join(_HERE, "..", "..", ".."))
     shared = args.shared_keys or os.path.join(repo_root, "..", "shared", "reference", "checkpoint_keys")
     commit = ref.commit()
+    for config_name in args.key_lists_only:
+        ref.config.set_cfg(config_name)
+        keys_path = os.path.join(args.output, "%s_keys.tsv" % config_name)
+        sw.write_key_spec(keys_path, ref.yolact.Yolact().state_dict())
+        print("wrote %s" % keys_path)
     summaries = []
     for config_name in args.configs:
         t0 = time.time()
