@@ -22,7 +22,7 @@ from rtinst.export import (
 )
 from rtinst.export import onnx_predictor
 from tiny_models import TINY_BLITZMASK_OPTS, tiny_blitzmask_cfg
-from tiny_models import EVERY_LEVEL_BOXES, batch_with_masks
+from tiny_models import EVERY_LEVEL_BOXES, batch_with_masks, train_on_batch
 from payloads import code_running_pkl
 from train_net_runner import ROOT
 
@@ -35,12 +35,7 @@ def trained_model():
     torch.manual_seed(0)
     model = build_model(tiny_blitzmask_cfg("MODEL.BLITZMASK.TEST.SCORE_THRESH", "0.05"))
     batch = batch_with_masks(EVERY_LEVEL_BOXES, SIZE)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.02, momentum=0.9)
-    for _ in range(60):
-        losses = model(batch)
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
+    train_on_batch(model, batch, iterations=60, lr=0.02)
     return model.eval(), batch
 
 

@@ -1,10 +1,8 @@
 """YOLACT's ONNX export: preprocessing (the picture resized to the network input), Fast NMS,
 mask assembly, crop and thresholding all inside the graph, ONNX Runtime giving the PyTorch
 predictor's instances on a real photo of another size than the graph's."""
-from pathlib import Path
 
 import cv2
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -13,7 +11,7 @@ from detectron2.modeling import build_model
 from rtinst.engine.predictor import Predictor
 from rtinst.export import ONNXPredictor, export_onnx, export_pipeline, quantize_onnx
 from shared_files import COCO_MINI, require_shared
-from tiny_models import batch_with_masks, tiny_yolact_cfg
+from tiny_models import batch_with_masks, tiny_yolact_cfg, train_on_batch
 
 # YOLACT at 128 px, exported at that size (the photo stretched to it, as the model does)
 OPTS = ("MODEL.YOLACT.DETECTIONS_PER_IMAGE", "20", "MODEL.YOLACT.MASK_RESCORING", "True")
@@ -25,14 +23,7 @@ def trained(tmp_path_factory):
     """The tiny YOLACT++ trained for 40 iterations on two synthetic images, saved, exported."""
     torch.manual_seed(0)
     cfg = tiny_yolact_cfg(*OPTS)
-    model = build_model(cfg)
-    batch = batch_with_masks()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)
-    for _ in range(40):
-        losses = model(batch)
-        optimizer.zero_grad()
-        sum(losses.values()).backward()
-        optimizer.step()
+    model = train_on_batch(build_model(cfg), batch_with_masks(), iterations=40, lr=0.005)
     folder = tmp_path_factory.mktemp("yolact")
     torch.save({"model": model.state_dict()}, folder / "model.pth")
     cfg.defrost()

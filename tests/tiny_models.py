@@ -109,6 +109,18 @@ def batch_with_masks(boxes_per_image=EVERY_LEVEL_BOXES, size=128):
     return batch
 
 
+def train_on_batch(model, batch, iterations, lr):
+    """``model`` trained in place by SGD (momentum 0.9) on ``batch`` for ``iterations`` steps of
+    its summed losses."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    for _ in range(iterations):
+        losses = model(batch)
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+    return model
+
+
 def without_gradient(parts):
     """Names of ``parts`` ({name: parameter}) that got no (or an all-zero) gradient."""
     return [name for name, p in parts.items() if p.grad is None or p.grad.abs().sum() == 0]

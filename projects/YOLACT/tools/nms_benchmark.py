@@ -41,13 +41,10 @@ def candidates(n: int, num_classes: int, num_objects: int = 10, image_size: int 
     return boxes, scores
 
 
-def median_ms(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+def elapsed_ms(function) -> float:
+    start = time.perf_counter()
+    function()
+    return (time.perf_counter() - start) * 1000
 
 
 def main(argv=None):
@@ -71,9 +68,9 @@ def main(argv=None):
             standard_nms(boxes, scores, score_threshold=0.05, **settings)
         fast, standard = [], []
         for _ in range(args.repeats):  # interleaved
-            fast.append(median_ms(lambda: fast_nms(boxes, scores, **settings), 1))
-            standard.append(median_ms(
-                lambda: standard_nms(boxes, scores, score_threshold=0.05, **settings), 1))
+            fast.append(elapsed_ms(lambda: fast_nms(boxes, scores, **settings)))
+            standard.append(elapsed_ms(
+                lambda: standard_nms(boxes, scores, score_threshold=0.05, **settings)))
         row = {"candidates": n, "classes": args.classes,
                "fast_nms_ms": statistics.median(fast),
                "standard_nms_ms": statistics.median(standard),

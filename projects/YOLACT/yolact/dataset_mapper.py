@@ -7,7 +7,6 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from detectron2.config import configurable
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
@@ -42,10 +41,6 @@ class YOLACTResize(T.Augmentation):
 
 class YOLACTDatasetMapper(RobustDatasetMapper):
     """``RobustDatasetMapper`` with YOLACT's resize (training) and its crowd boxes."""
-
-    @configurable
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
