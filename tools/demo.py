@@ -14,12 +14,18 @@ Examples:
       --opts MODEL.WEIGHTS model_final.pth          # Ctrl-C stops a live stream
   python tools/demo.py --config-file zoo:COCO-Detection/retinanet_R_50_FPN_1x.yaml \\
       --input "imgs/*.jpg" --output out/ --random-weights   # try the pipeline: meaningless boxes
+  python tools/demo.py --config-file CFG --track --input video.mp4 frames_folder/ --output out/ \\
+      --opts MODEL.WEIGHTS model_final.pth   # track IDs: one colour and "ID n" per track
 
 Inputs: image files, folders (their images and videos), glob patterns, video files, a camera
 index (N or camera:N; an existing file or folder of that name is read as such) and stream URLs
 (rtsp://, http(s)://, ...; opened with OpenCV). --output is a folder (created) that gets each
 result under its input's name (videos and streams as .mp4), or, for a single input, a file of the
 input's kind (out.jpg, out.mp4).
+
+--track runs videos, cameras and streams through the online tracker (rtinst.video.VideoPredictor,
+MODEL.TRACKER.*): each track is drawn in its own colour with its ID; a folder of images is then one
+video (its frames in name order, played at --fps) written as <folder name>.mp4.
 
 The weights (MODEL.WEIGHTS) load without running code in them and must fit the model
 (rtinst.engine.Predictor); without weights the demo refuses to run unless --random-weights.
@@ -38,6 +44,7 @@ import torch
 import tqdm
 from detectron2.data import DatasetCatalog, Metadata, MetadataCatalog
 from detectron2.data.detection_utils import read_image
+from detectron2.utils.colormap import colormap
 from detectron2.utils.video_visualizer import VideoVisualizer
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
@@ -47,6 +54,7 @@ from rtinst.benchmark.inputs import IMAGE_EXTENSIONS, list_images
 from rtinst.checkpoint import CheckpointError
 from rtinst.data import DatasetError, register_from_spec
 from rtinst.engine import ConfigError, Predictor, load_config
+from rtinst.video import VideoPredictor
 
 logger = logging.getLogger("rtinst.demo")
 
@@ -54,6 +62,8 @@ VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 CAMERA = re.compile(r"^(?:camera:)?(\d+)$")
 DEFAULT_FPS = 25.0
+DEFAULT_FRAMES_FPS = 10.0  # the moving-shapes videos' rate
+TRACK_COLOURS = colormap(rgb=True, maximum=1)
 
 
 class DemoError(Exception):
@@ -61,8 +71,8 @@ class DemoError(Exception):
 
 
 Source = collections.namedtuple("Source", "kind location explicit")
-"""``kind``: "image", "video" or "stream"; ``location``: a Path (image, video), a camera index
-(int) or a URL (str) (stream); ``explicit``: named on the command line (not found in a folder or
+"""``kind``: "image", "video", "frames" (a folder of images read as one video) or "stream";
+``location``: a Path (image, video, frames), a camera index (int) or a URL (str) (stream); ``explicit``: named on the command line (not found in a folder or
 by a glob), so that an unreadable one is an error rather than skipped."""
 
 
@@ -105,6 +115,18 @@ def parse_args(argv=None):
         help="stop each video, camera or stream after N frames (default: its end, or Ctrl-C)",
     )
     parser.add_argument(
+        "--track",
+        action="store_true",
+        help="give videos, cameras and streams track IDs (one colour per track); a folder of "
+        "images is then one video of its frames",
+    )
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=DEFAULT_FRAMES_FPS,
+        help=f"frame rate of a folder of frames with --track (default {DEFAULT_FRAMES_FPS:g})",
+    )
+    parser.add_argument(
         "--device",
         choices=["cpu", "cuda"],
         help="sets MODEL.DEVICE (default: the config's, or cpu without CUDA)",
@@ -119,6 +141,8 @@ def parse_args(argv=None):
         parser.error("--opts needs KEY VALUE pairs")
     if args.max_frames is not None and args.max_frames < 1:
         parser.error("--max-frames must be >= 1")
+    if not 0 < args.fps <= 240:
+        parser.error("--fps must be in (0, 240]")
     return args
 
 
@@ -179,8 +203,9 @@ def _file_source(path, explicit):
     return Source("video" if path.suffix.lower() in VIDEO_EXTENSIONS else "image", path, explicit)
 
 
-def collect_sources(patterns):
-    """The ``Source`` of every --input entry, in order (a folder's images, then its videos)."""
+def collect_sources(patterns, frames_folders=False):
+    """The ``Source`` of every --input entry, in order (a folder's images, then its videos; with
+    ``frames_folders``, a folder holding images is one "frames" source)."""
     sources = []
     for pattern in patterns:
         path = Path(pattern)
@@ -192,7 +217,9 @@ def collect_sources(patterns):
                 kind = "folder" if path.is_dir() else "file"
                 logger.info(f"--input {pattern}: reading the {kind} '{pattern}' "
                             f"(camera:{camera.group(1)} opens the camera)")
-            if path.is_dir():
+            if path.is_dir() and frames_folders and list_images(path):
+                sources.append(Source("frames", path, True))
+            elif path.is_dir():
                 found = _folder_sources(path)
                 if not found:
                     raise DemoError(f"no images or videos in {pattern}")
@@ -242,6 +269,8 @@ class Outputs:
                 name += ".png"  # cv2.imwrite picks the format by extension
         elif source.kind == "video":
             name = source.location.with_suffix(".mp4").name
+        elif source.kind == "frames":
+            name = f"{source.location.resolve().name}.mp4"
         elif isinstance(source.location, int):
             name = f"camera{source.location}.mp4"
         else:
@@ -352,31 +381,85 @@ def _open_capture(source):
     return capture
 
 
-def run_on_video(predictor, metadata, counter, source, target, threshold, max_frames=None):
-    """Draws every frame of a video, camera or stream into ``target`` (mp4); prints the
-    per-frame mean count line. A live stream stops at --max-frames or Ctrl-C."""
+def _capture_frames(capture):
+    """The frames of an opened capture, then it is released."""
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            yield frame
+    finally:
+        capture.release()
+
+
+def _folder_frames(paths):
+    for path in paths:
+        frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if frame is None:
+            raise DemoError(f"cannot read frame {path}")
+        yield frame
+
+
+def open_frames(source, fps):
+    """``(frames, fps, frame count or 0)`` of a video, camera, stream or frames folder."""
+    if source.kind == "frames":
+        paths = list_images(source.location)
+        return _folder_frames(paths), fps, len(paths)
     capture = _open_capture(source)
-    fps = capture.get(cv2.CAP_PROP_FPS)
-    fps = fps if 0 < fps <= 240 else DEFAULT_FPS  # streams often report 0 or a clock rate
-    frames = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if source.kind == "video" else 0
-    total = min(frames, max_frames or frames) if frames > 0 else max_frames
+    rate = capture.get(cv2.CAP_PROP_FPS)
+    rate = rate if 0 < rate <= 240 else DEFAULT_FPS  # streams often report 0 or a clock rate
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if source.kind == "video" else 0
+    return _capture_frames(capture), rate, max(count, 0)
+
+
+def draw_tracks(frame, instances, metadata):
+    """``frame`` (BGR) with each instance drawn in its track's colour, labelled "ID n class
+    score"."""
+    ids = instances.pred_ids.tolist()
+    classes = metadata.get("thing_classes") or []
+    labels = [
+        f"ID {i} " + (classes[c] if c < len(classes) else f"class {c}") + f" {score:.2f}"
+        for i, c, score in zip(ids, instances.pred_classes.tolist(), instances.scores.tolist())
+    ]
+    visualizer = Visualizer(frame[:, :, ::-1], metadata, instance_mode=ColorMode.IMAGE)
+    drawn = visualizer.overlay_instances(
+        masks=instances.pred_masks.numpy() if instances.has("pred_masks") else None,
+        boxes=instances.pred_boxes.tensor.numpy(),
+        labels=labels,
+        assigned_colors=[tuple(TRACK_COLOURS[i % len(TRACK_COLOURS)]) for i in ids],
+        alpha=0.5,
+    )
+    return drawn.get_image()[:, :, ::-1]
+
+
+def run_on_video(predictor, metadata, counter, source, target, threshold, max_frames=None,
+                 track=False, frames_fps=DEFAULT_FRAMES_FPS):
+    """Draws every frame of a video, camera, stream or frames folder into ``target`` (mp4);
+    prints the per-frame mean count line (and the number of tracks with ``track``). A live
+    stream stops at --max-frames or Ctrl-C."""
+    frames, fps, count = open_frames(source, frames_fps)
+    total = min(count, max_frames or count) if count > 0 else max_frames
     visualizer = VideoVisualizer(metadata, ColorMode.IMAGE)
-    counts, done, writer = collections.Counter(), 0, None
+    tracker = VideoPredictor(predictor.cfg, predictor) if track else None
+    counts, track_ids, done, writer = collections.Counter(), set(), 0, None
     try:
         with tqdm.tqdm(total=total, desc=describe(source.location), unit="frame",
                        dynamic_ncols=True) as bar:
-            while max_frames is None or done < max_frames:
-                ok, frame = capture.read()
-                if not ok:
+            for frame in frames:
+                if max_frames is not None and done >= max_frames:
                     break
-                instances = confident_instances(
-                    predict(predictor, frame, f"{describe(source.location)} frame {done}"),
-                    threshold,
-                )
+                where = f"{describe(source.location)} frame {done}"
+                outputs = predict(tracker or predictor, frame, where)
+                instances = confident_instances(outputs, threshold)
                 counts += counter.count(instances)
                 frame = in_frame_of(frame, instances)
-                drawn = visualizer.draw_instance_predictions(frame[:, :, ::-1], instances)
-                drawn = drawn.get_image()[:, :, ::-1]
+                if tracker is not None:
+                    track_ids.update(instances.pred_ids.tolist())
+                    drawn = draw_tracks(frame, instances, metadata)
+                else:
+                    drawn = visualizer.draw_instance_predictions(frame[:, :, ::-1], instances)
+                    drawn = drawn.get_image()[:, :, ::-1]
                 if writer is None:  # the first frame gives the size (streams may not say)
                     size = (drawn.shape[1], drawn.shape[0])
                     writer = cv2.VideoWriter(
@@ -390,16 +473,19 @@ def run_on_video(predictor, metadata, counter, source, target, threshold, max_fr
                 done += 1
                 bar.update()
     except KeyboardInterrupt:
-        if source.kind == "video":
+        if source.kind in ("video", "frames"):
             raise
         logger.info(f"{describe(source.location)}: stopped (Ctrl-C)")
     finally:
-        capture.release()
+        frames.close()
         if writer is not None:
             writer.release()
     if not done:
         raise DemoError(f"no frames could be read from {describe(source.location)}")
-    tqdm.tqdm.write(f"{describe(source.location)}: {counter.line(counts, frames=done)}")
+    line = counter.line(counts, frames=done)
+    if tracker is not None:
+        line += f"; {len(track_ids)} track{'' if len(track_ids) == 1 else 's'}"
+    tqdm.tqdm.write(f"{describe(source.location)}: {line}")
     logger.info(f"wrote {target}")
 
 
@@ -408,7 +494,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("rtinst").setLevel(logging.INFO)
     try:
-        sources = collect_sources(args.input)
+        sources = collect_sources(args.input, frames_folders=args.track)
         cfg = setup_cfg(args)
         predictor = Predictor(cfg)
         logger.info(f"weights: {predictor.weights}")
@@ -430,7 +516,7 @@ def main(argv=None):
         for source in sources:
             if source.kind != "image":
                 run_on_video(predictor, metadata, counter, source, outputs.target(source),
-                             args.confidence_threshold, args.max_frames)
+                             args.confidence_threshold, args.max_frames, args.track, args.fps)
     except (ConfigError, CheckpointError, DatasetError, DemoError) as e:
         sys.exit(f"demo.py: error: {e}")
 

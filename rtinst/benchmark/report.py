@@ -127,6 +127,12 @@ def markdown_document(report):
             "and run by ONNX Runtime on the CPU, masks mapped back to the original image as "
             "the PyTorch model does; [onnxruntime int8]: its INT8 quantization"
         )
+    if any(row.get("video") for row in report["models"]):
+        lines.append(
+            "- [video]: the model followed by the online tracker (rtinst.video, every detection "
+            "tracked), the images taken as the frames of one video in order; association ms: "
+            "the tracker's share"
+        )
     lines += [
         "",
         markdown_table(report),

@@ -13,6 +13,7 @@ from .inputs import fixed_input_size, prepare_inputs, resize_transform
 from .latency import ModuleTimer, TimedModel, measure_interleaved
 from .model import build_eval_model, count_gflops_by_module, count_parameters, model_size_bytes
 from .report import add_baseline_ratios, environment_info
+from .video import TrackedModel
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ class BenchmarkSettings:
     # (and, with flops, their GFLOPs)
     onnx: bool = False  # also time every exportable non-baseline model in ONNX Runtime (HxW only)
     onnx_int8: str = None  # "dynamic" or "static": also its INT8 version (implies onnx)
+    video: bool = False  # also time every non-baseline model followed by the online tracker
 
 
 def _device_of(specs):
@@ -70,6 +72,7 @@ def _build(spec, k, images, resize, device, inputs_by_format, with_flops, time_m
         "num_detections": k,
         "detection_families": families,
         "runtime": "pytorch",
+        "video": False,
         "quantization": None,
         "params": count_parameters(model),
         "gflops": None,
@@ -109,6 +112,16 @@ def _build_onnx(timed, row, size, image_format, folder, int8, images):
     return built
 
 
+def _build_video(timed, row, cfg):
+    """``(TimedModel, row)`` of the PyTorch entry ``timed, row`` followed by the online tracker
+    on every detection (``rtinst.benchmark.video``), on the same inputs taken as the frames of
+    a video, in order."""
+    tracked = TrackedModel(timed.model, cfg)
+    return TimedModel(tracked, timed.inputs, tracked), dict(
+        row, label=f"{row['label']} [video]", video=True, gflops=None, module_gflops={}
+    )
+
+
 def _check_detection_count(row):
     """Whether every image got exactly the requested K detections (None when K is not fixed)."""
     k = row["num_detections"]
@@ -128,7 +141,9 @@ def run_benchmark(specs, images, settings, image_source=""):
     ``{"environment", "settings", "models": [row per model and K]}``; rows carry latency statistics,
     detections and ``ratio`` (median / median of each baseline at the same K). With
     ``settings.onnx``, each exportable non-baseline model's row is followed by a row of the same
-    model run by ONNX Runtime (``"runtime": "onnxruntime"``; PyTorch rows: ``"pytorch"``)."""
+    model run by ONNX Runtime (``"runtime": "onnxruntime"``; PyTorch rows: ``"pytorch"``); with
+    ``settings.video``, by a row of the model followed by the online tracker (``"video": True``,
+    the association's time in ``module_median_ms["association"]``)."""
     device = _device_of(specs)
     resize = resize_transform(settings.input_size, settings.max_size)
     with_onnx = settings.onnx or bool(settings.onnx_int8)
@@ -145,6 +160,8 @@ def run_benchmark(specs, images, settings, image_source=""):
                 timed, row = _build(spec, k, images, resize, device, inputs_by_format,
                                     settings.flops, settings.time_modules)
                 built.append((timed, row))
+                if settings.video and not spec.baseline:
+                    built.append(_build_video(timed, row, spec.cfg))
                 if with_onnx and not spec.baseline:
                     folder = Path(onnx_folder) / f"{len(built)}"
                     built += _build_onnx(timed, row, size, spec.cfg.INPUT.FORMAT, folder,

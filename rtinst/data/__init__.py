@@ -1,5 +1,7 @@
 """rtinst's data: dataset registration (``shapes_train`` / ``shapes_val`` and users' COCO
-datasets, registered on import) and a data-loading mapper robust to unreadable images."""
+datasets; the moving-shapes videos ``shapes_video_*``, YouTube-VIS / OVIS splits and users' video
+datasets, ``ytvis.py``; registered on import), a data-loading mapper robust to unreadable images
+and the video clip mapper."""
 from .dataset_mapper import RobustDatasetMapper, build_dataset_mapper
 from .datasets import (
     DatasetError,
@@ -10,6 +12,13 @@ from .datasets import (
     register_from_cfg,
     register_from_spec,
     set_cache_dir,
+)
+from .ytvis import (
+    is_video_dataset,
+    register_shapes_videos,
+    register_standard_splits,
+    register_video_from_spec,
+    register_ytvis_dataset,
 )
 
 __all__ = [
@@ -23,4 +32,10 @@ __all__ = [
     "register_from_cfg",
     "register_from_spec",
     "set_cache_dir",
+    "is_video_dataset",
+    "register_video_from_spec",
+    "register_ytvis_dataset",
 ]
+
+register_standard_splits()
+register_shapes_videos()

@@ -306,11 +306,14 @@ def register_coco_dataset(name, json_file, image_root):
 
 def dataset_thing_classes(name):
     """The class names of the registered dataset ``name`` (``thing_classes`` of its metadata),
-    without loading its records: for a COCO-format dataset registered here they are read from the
+    without loading its records: through its metadata's ``read_thing_classes`` when it has one
+    (video datasets), else, for a COCO-format dataset registered here, from the
     'categories' of its annotation file (in ``load_coco_json``'s order: sorted by id) and set on
     its metadata. ``None`` when the dataset declares none."""
     meta = MetadataCatalog.get(name)
-    if meta.get("thing_classes") is None and meta.get("json_file"):
+    if meta.get("thing_classes") is None and meta.get("read_thing_classes"):
+        meta.thing_classes = meta.read_thing_classes()  # e.g. a video dataset's (ytvis.py)
+    elif meta.get("thing_classes") is None and meta.get("json_file"):
         categories = _read_coco_json(meta.json_file)["categories"]
         meta.thing_classes = [c["name"] for c in sorted(categories, key=lambda c: c["id"])]
     return meta.get("thing_classes")

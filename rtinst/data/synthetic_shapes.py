@@ -109,12 +109,28 @@ def _random_shape(rng, height, width):
     aspect = rng.uniform(*ASPECT_RANGES.get(name, (1.0, 1.0)))
     radius = min(height, width) * np.exp(rng.uniform(*np.log(RADIUS_RANGE)))
     angle = rng.uniform(0, 2 * np.pi)
-    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     center = (rng.uniform(radius, width - radius), rng.uniform(radius, height - radius))
-    points = _unit_outline(name, aspect) @ rotation.T * radius + center
+    mask = _polygon_mask(_placed_outline(_unit_outline(name, aspect), angle, radius, center),
+                         height, width)
+    return Shape(class_index, mask, int(np.count_nonzero(mask)), center)
+
+
+def _placed_outline(outline, angle, radius, center):
+    """A unit outline rotated by ``angle``, scaled by ``radius`` and moved to ``center``."""
+    return outline @ _rotation(angle).T * radius + center
+
+
+def _rotation(angle):
+    """The 2 x 2 matrix rotating (x, y) points by ``angle`` (from x towards y)."""
+    return np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+
+
+def _polygon_mask(points, height, width):
+    """Bool (height, width) mask of the polygon ``points`` (pixel coordinates, any of them may
+    lie outside the image), rasterized at 1/16 px precision."""
     mask = np.zeros((height, width), np.uint8)
     cv2.fillPoly(mask, [np.round(points * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
-    return Shape(class_index, mask.astype(bool), int(np.count_nonzero(mask)), center)
+    return mask.astype(bool)
 
 
 def _bounding_box(mask):
@@ -280,31 +296,52 @@ def _write_split(root, split, params):
         "info": {"description": f"rtinst synthetic shapes v{VERSION}, {split}"},
         "images": images,
         "annotations": annotations,
-        "categories": [
-            {"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)
-        ],
+        "categories": categories(),
     }
+    _write_annotations(root, split, coco)
+
+
+def categories():
+    """The COCO ``categories``: ids 1.. in the order of ``CLASSES``."""
+    return [{"id": i + 1, "name": name, "supercategory": "shape"} for i, name in enumerate(CLASSES)]
+
+
+def _write_annotations(root, split, content):
+    """``content`` as ``<root>/annotations/<split>.json``, compact."""
     os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
     with open(os.path.join(root, "annotations", f"{split}.json"), "w") as f:
-        f.write(json.dumps(coco, separators=(",", ":")))  # dumps: the C encoder, unlike dump
+        f.write(json.dumps(content, separators=(",", ":")))  # dumps: the C encoder, unlike dump
+
+
+def _digest(content):
+    """A short hash of the JSON-serializable ``content`` (e.g. the params as a dict)."""
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def dataset_dir(cache_dir, params=ShapesParams()):
     """Where the dataset for ``params`` lives (or will live) under ``cache_dir``."""
-    digest = hashlib.sha256(
-        json.dumps(dataclasses.asdict(params), sort_keys=True).encode()
-    ).hexdigest()[:10]
+    digest = _digest(dataclasses.asdict(params))
     return os.path.join(cache_dir, "datasets", f"shapes-v{VERSION}-{digest}")
 
 
 def generate_dataset(cache_dir, params=ShapesParams()):
-    """The dataset folder for ``params``, generated first if absent.
+    """The dataset folder for ``params``, generated first if absent; atomic and safe when several
+    processes call it at once (``_generate_atomically``)."""
 
-    Safe when several processes call it at once: each generates into its own temporary folder
+    def write(staging):
+        for split in SPLITS:
+            _write_split(staging, split, params)
+
+    return _generate_atomically(dataset_dir(cache_dir, params), write, "the shapes dataset")
+
+
+def _generate_atomically(target, write, description):
+    """``target``, made first if absent by ``write(folder)``, which fills an empty folder.
+
+    Safe when several processes call it at once: each writes into its own temporary folder
     and renames it into place; whoever comes second discards its copy. An interrupted run leaves
     no folder under the final name.
     """
-    target = dataset_dir(cache_dir, params)
     if os.path.isdir(target):
         return target
     parent, name = os.path.split(target)
@@ -312,9 +349,8 @@ def generate_dataset(cache_dir, params=ShapesParams()):
     staging = os.path.join(parent, f".{name}.tmp-{uuid.uuid4().hex}")
     os.mkdir(staging)  # unlike tempfile.mkdtemp's 0700, the mode the umask gives
     try:
-        logger.info("Generating the shapes dataset into %s ...", target)
-        for split in SPLITS:
-            _write_split(staging, split, params)
+        logger.info("Generating %s into %s ...", description, target)
+        write(staging)
         try:
             os.rename(staging, target)
         except OSError:

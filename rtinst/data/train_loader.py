@@ -137,11 +137,25 @@ class SeededMapDataset(torch.utils.data.Dataset):
         )
 
 
-def check_masks(records, dataset_names):
-    """A ``DatasetError`` naming the images whose annotations have no ``segmentation``: a model
-    that predicts masks (``MODEL.MASK_ON``) cannot train on them."""
-    unmasked = [r["file_name"] for r in records
-                if any("segmentation" not in a for a in r.get("annotations", ()))]
+def check_masks(records, dataset_names, mask_format="polygon"):
+    """A ``DatasetError`` naming the images whose annotations have no ``segmentation`` (video
+    records: ``segmentations``): a model that predicts masks (``MODEL.MASK_ON``) cannot train on
+    them; or RLE masks (e.g. video frames) on objects that are not crowds (Detectron2's mapper
+    drops those) with ``INPUT.MASK_FORMAT "polygon"``."""
+    def masks(annotation):
+        return annotation.get("segmentation", annotation.get("segmentations"))
+
+    unmasked = [r.get("file_name", r.get("video_id")) for r in records
+                if any(masks(a) is None for a in r.get("annotations", ()))]
+    rle = next((r.get("file_name", r.get("video_id")) for r in records
+                if any(isinstance(a.get("segmentation"), dict) and not a.get("iscrowd", 0)
+                       for a in r.get("annotations", ()))),
+               None)
+    if mask_format == "polygon" and rle is not None:
+        raise DatasetError(
+            f"{', '.join(dataset_names)}: {rle} has run-length-encoded masks, which "
+            "INPUT.MASK_FORMAT \"polygon\" cannot read: set INPUT.MASK_FORMAT bitmask"
+        )
     if unmasked:
         raise DatasetError(
             f"{len(unmasked)} image(s) of {', '.join(dataset_names)} have annotations without "
@@ -184,7 +198,7 @@ def build_resumable_train_loader(cfg, mapper, start_iter, seed):
                                   "DATALOADER.SAMPLER_TRAIN")
     records = training_records(cfg)
     if cfg.MODEL.MASK_ON:
-        check_masks(records, cfg.DATASETS.TRAIN)
+        check_masks(records, cfg.DATASETS.TRAIN, cfg.INPUT.MASK_FORMAT)
     sampler = ResumableBatchSampler(
         aspect_groups(records, cfg.DATALOADER.ASPECT_RATIO_GROUPING),
         cfg.SOLVER.IMS_PER_BATCH,

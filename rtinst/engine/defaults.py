@@ -17,6 +17,7 @@ from rtinst.data.datasets import (
     register_from_spec,
     set_cache_dir,
 )
+from rtinst.data.ytvis import register_video_from_spec
 
 
 ZOO_PREFIX = "zoo:"
@@ -32,6 +33,14 @@ def argument_parser(epilog=None):
         default=[],
         metavar="NAME=JSON,IMAGE_DIR",
         help="register a COCO-format dataset under NAME (use it in DATASETS.TRAIN/TEST)",
+    )
+    parser.add_argument(
+        "--video-dataset",
+        action="append",
+        default=[],
+        metavar="NAME=JSON,FRAMES_DIR",
+        help="register a YouTube-VIS-format video dataset under NAME (and its frames as "
+        "NAME_frames; use them in DATASETS.TRAIN/TEST)",
     )
     return parser
 
@@ -102,12 +111,14 @@ def check_config_files(path, chain=()):
         check_config_files(base, (*chain, path))
 
 
-def load_config(config_file, opts=(), device=None, datasets=()):
+def load_config(config_file, opts=(), device=None, datasets=(), video_datasets=()):
     """rtinst's config with ``config_file`` (a path or ``zoo:<name>``), then ``opts``
     (KEY VALUE ...), then ``device`` (when given) merged; a ``ConfigError`` naming the file or
     option at fault otherwise. The datasets of ``DATASETS.REGISTER`` and ``datasets``
-    ("name=annotations.json,image_dir" specs) are registered, and every head's class count is
-    set from those that ``DATASETS.TRAIN`` / ``DATASETS.TEST`` name (``set_class_count``)."""
+    ("name=annotations.json,image_dir" specs), and the video datasets of
+    ``DATASETS.REGISTER_VIDEO`` and ``video_datasets`` ("name=annotations.json,frames_dir") are
+    registered, and every head's class count is set from those that ``DATASETS.TRAIN`` /
+    ``DATASETS.TEST`` name (``set_class_count``)."""
     cfg = get_cfg()
     path = config_file_path(config_file)
     check_config_files(path)
@@ -139,6 +150,8 @@ def load_config(config_file, opts=(), device=None, datasets=()):
     register_from_cfg(cfg)
     for spec in datasets:
         register_from_spec(spec)
+    for spec in (*cfg.DATASETS.REGISTER_VIDEO, *video_datasets):
+        register_video_from_spec(spec)
     set_class_count(cfg, *dataset_classes(cfg))
     return cfg
 
@@ -197,7 +210,8 @@ def check_schedule(cfg):
 
 def setup(args):
     """Config from ``args`` (registering the datasets it names); Detectron2's logging/seeding."""
-    cfg = load_config(args.config_file, args.opts, datasets=args.dataset)
+    cfg = load_config(args.config_file, args.opts, datasets=args.dataset,
+                      video_datasets=args.video_dataset)
     cfg.freeze()
     set_cache_dir(cfg.DATASETS.CACHE_DIR or None)
     default_setup(cfg, args)

@@ -7,7 +7,8 @@ checkpoints.
 * checkpoints hold the optimizer state (v0.6 dropped it) and the data seed (``SEED``, or a
   shared random one when ``SEED < 0``);
 * evaluation: the evaluator registered for the dataset's ``evaluator_type`` (COCO metrics on
-  faster-coco-eval's C++ path for "coco");
+  faster-coco-eval's C++ path for "coco"); a video dataset's videos run frame by frame through
+  the online tracker (``rtinst.video``) into the YouTube-VIS evaluator;
 * checkpoints load through ``SafeCheckpointer`` (no code execution, clear errors);
 * ``SOLVER.LR_SCHEDULER_NAME "LookForward"``: BlitzMask's look-forward schedule
   (``look_forward.py``).
@@ -16,16 +17,20 @@ import functools
 import logging
 import os
 import weakref
+from collections import OrderedDict
 
 from detectron2.data import build_detection_test_loader
 from detectron2.engine import DefaultTrainer, hooks
+from detectron2.evaluation import DatasetEvaluator, inference_on_dataset, print_csv_format
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
 from rtinst.checkpoint import SafeCheckpointer
 from rtinst.data.dataset_mapper import build_dataset_mapper
 from rtinst.data.train_loader import LazyTrainLoader, build_resumable_train_loader
+from rtinst.data.ytvis import is_video_dataset
 from rtinst.evaluation import build_evaluator
+from rtinst.video import inference_on_videos
 
 from .defaults import ConfigError, check_schedule
 from .interruption import InterruptCheckpointer
@@ -130,6 +135,29 @@ class Trainer(DefaultTrainer):
         return build_detection_test_loader(
             cfg, dataset_name, mapper=build_dataset_mapper(cfg, is_train=False)
         )
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Detectron2's evaluation of every ``DATASETS.TEST`` dataset, where a video dataset
+        (``rtinst.data.ytvis``) runs through the online tracker (``inference_on_videos``)."""
+        if isinstance(evaluators, DatasetEvaluator):
+            evaluators = [evaluators]
+        if evaluators is not None and len(evaluators) != len(cfg.DATASETS.TEST):
+            raise ValueError(f"{len(evaluators)} evaluators for {len(cfg.DATASETS.TEST)} "
+                             "datasets of DATASETS.TEST")
+        results = OrderedDict()
+        for index, name in enumerate(cfg.DATASETS.TEST):
+            evaluator = evaluators[index] if evaluators else cls.build_evaluator(cfg, name)
+            if is_video_dataset(name):
+                results[name] = inference_on_videos(cfg, model, name, evaluator)
+            else:
+                results[name] = inference_on_dataset(
+                    model, cls.build_test_loader(cfg, name), evaluator
+                )
+            if comm.is_main_process():
+                logger.info("Evaluation results for %s in csv format:", name)
+                print_csv_format(results[name])
+        return next(iter(results.values())) if len(results) == 1 else results
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name, output_folder=None):

@@ -1,0 +1,148 @@
+"""The video path end to end: evaluation of a video dataset through the online tracker
+(``Trainer.test`` -> ``inference_on_videos`` -> ``YTVISEvaluator``), ``VideoPredictor``, the
+demo's track drawing and the benchmark's video rows."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pycocotools.mask as mask_util
+import pytest
+import torch
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import Boxes, Instances
+
+from rtinst.benchmark import BenchmarkSettings, ModelSpec, random_images, run_benchmark
+from rtinst.data import register_ytvis_dataset, synthetic_videos
+from rtinst.engine import Trainer, load_config
+from rtinst.video import VideoPredictor
+from tiny_models import tiny_fcos_cfg
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = "configs/BlendMask/MNV2_FPN_shapes.yaml"
+PARAMS = synthetic_videos.VideoShapesParams(train_videos=1, val_videos=3, frames=8)
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    root = synthetic_videos.generate_video_dataset(str(tmp_path_factory.mktemp("cache")), PARAMS)
+    name = "pipeline_videos"
+    register_ytvis_dataset(name, f"{root}/annotations/val.json", f"{root}/val")
+    yield name
+    for n in (name, name + "_frames"):
+        DatasetCatalog.remove(n)
+        MetadataCatalog.remove(n)
+
+
+class GroundTruthModel(torch.nn.Module):
+    """Returns each frame's ground-truth objects as detections (score 0.9): tracking and
+    evaluation alone decide the results."""
+
+    def __init__(self, dataset_name):
+        super().__init__()
+        self.frames = {}
+        for video in DatasetCatalog.get(dataset_name):
+            for t, file_name in enumerate(video["file_names"]):
+                visible = [a for a in video["annotations"] if a["segmentations"][t] is not None]
+                self.frames[file_name] = (video["height"], video["width"], visible, t)
+
+    def forward(self, batched_inputs):
+        height, width, visible, t = self.frames[batched_inputs[0]["file_name"]]
+        instances = Instances((height, width))
+        masks = [mask_util.decode(a["segmentations"][t]) for a in visible]
+        instances.pred_masks = torch.as_tensor(np.array(masks, dtype=bool).reshape(-1, height, width))
+        boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bboxes"][t] for a in visible)]
+        instances.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+        instances.scores = torch.full((len(visible),), 0.9)
+        instances.pred_classes = torch.tensor([a["category_id"] for a in visible],
+                                              dtype=torch.int64)
+        return [{"instances": instances}]
+
+
+def video_cfg(name, tmp_path):
+    return load_config(CONFIG, ["DATASETS.TRAIN", "()", "DATASETS.TEST", f"('{name}',)",
+                                "OUTPUT_DIR", str(tmp_path), "MODEL.DEVICE", "cpu"])
+
+
+def test_evaluation_of_tracked_ground_truth(videos, tmp_path):
+    """Ground-truth masks through the tracker: every track kept whole, so AP 100 and no ID
+    switch; the official result file is written."""
+    cfg = video_cfg(videos, tmp_path)
+    results = Trainer.test(cfg, GroundTruthModel(videos))
+    assert results["segm"]["AP"] == pytest.approx(100.0)
+    assert results["tracking"]["IDSW"] == 0
+    assert results["tracking"]["IDF1"] == pytest.approx(100.0)
+    written = json.loads((tmp_path / "inference" / videos / "results.json").read_text())
+    assert {r["video_id"] for r in written} == {1, 2, 3}
+    assert all(len(r["segmentations"]) == PARAMS.frames for r in written)
+
+
+def test_evaluation_of_an_untrained_model(videos, tmp_path):
+    """An untrained BlendMask (random heads) through the same path: a valid, low score."""
+    cfg = video_cfg(videos, tmp_path)
+    cfg.MODEL.MOBILENET_V2.PRETRAINED = False
+    cfg.MODEL.FCOS.INFERENCE_TH_TEST = 0.0
+    model = Trainer.build_model(cfg)
+    results = Trainer.test(cfg, model)
+    assert 0 <= results["segm"]["AP"] < 5
+    assert set(results["tracking"]) >= {"IDF1", "IDSW", "MOTA", "HOTA"}
+
+
+def test_video_predictor_gives_ids_and_times(videos):
+    cfg = video_cfg(videos, ".")
+    model = GroundTruthModel(videos)
+
+    class FramePredictor:  # Predictor's interface over the ground-truth model, by frame order
+        def __init__(self):
+            self.cfg, self.files = cfg, iter(model.frames)
+
+        def __call__(self, image):
+            return model([{"file_name": next(self.files)}])[0]
+
+    predictor = VideoPredictor(cfg, FramePredictor())
+    first_video = DatasetCatalog.get(videos)[0]
+    outputs = list(predictor.run(np.zeros((1, 1, 3), np.uint8) for _ in first_video["file_names"]))
+    assert len(outputs) == PARAMS.frames and predictor.frames == PARAMS.frames
+    ids = set()
+    for out in outputs:
+        ids.update(out["instances"].pred_ids.tolist())
+    assert ids == set(range(1, len(first_video["annotations"]) + 1))
+    assert predictor.model_seconds > 0 and predictor.association_seconds > 0
+
+
+def test_demo_draws_a_track_in_one_colour():
+    sys.path.insert(0, str(REPO / "tools"))
+    try:
+        import demo
+    finally:
+        sys.path.pop(0)
+    instances = Instances((40, 80))
+    masks = torch.zeros(2, 40, 80, dtype=torch.bool)
+    masks[0, 5:15, 5:15] = masks[1, 20:30, 50:60] = True
+    instances.pred_masks = masks
+    instances.pred_boxes = Boxes(torch.tensor([[5.0, 5, 15, 15], [50, 20, 60, 30]]))
+    instances.scores = torch.tensor([0.9, 0.8])
+    instances.pred_classes = torch.tensor([0, 1])
+    instances.pred_ids = torch.tensor([3, 4])
+    frame = np.full((40, 80, 3), 128, np.uint8)
+    drawn = demo.draw_tracks(frame, instances, MetadataCatalog.get("shapes_val"))
+    moved = instances[[0]]
+    moved.pred_masks = masks[1:]  # track 3 elsewhere in the next frame
+    moved.pred_boxes = Boxes(torch.tensor([[50.0, 20, 60, 30]]))
+    later = demo.draw_tracks(frame, moved, MetadataCatalog.get("shapes_val"))
+    first_3, first_4, later_3 = drawn[10, 10], drawn[25, 55], later[25, 55]
+    assert np.abs(first_3.astype(int) - later_3.astype(int)).max() <= 2  # same colour
+    assert np.abs(first_3.astype(int) - first_4.astype(int)).max() > 20  # another track's
+
+
+def test_benchmark_video_rows():
+    cfg = tiny_fcos_cfg()
+    spec = ModelSpec("tiny", "tiny", cfg)
+    report = run_benchmark([spec], random_images(2, 96, 128),
+                           BenchmarkSettings(input_size="96", max_size=160, warmup=1, iters=2,
+                                             num_detections=(5,), video=True))
+    image, video = report["models"]
+    assert (image["video"], video["video"]) == (False, True)
+    assert video["label"] == "tiny [video]"
+    assert video["detections_mean"] == image["detections_mean"] == 5
+    assert video["module_median_ms"]["association"] > 0
