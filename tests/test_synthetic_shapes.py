@@ -1,12 +1,12 @@
 """The generated "shapes" dataset: determinism, annotation sanity, lazy registration, atomicity."""
 import dataclasses
-import json
 import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from generated_files import annotations, file_bytes
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from pycocotools import mask as mask_util
 
@@ -17,22 +17,6 @@ from rtinst.data import synthetic_shapes as shapes
 SMALL = shapes.ShapesParams(train_images=8, val_images=3)
 
 
-def _files(root):
-    """{relative path: bytes} of every file under ``root``."""
-    found = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, root)] = f.read()
-    return found
-
-
-def _coco(root, split):
-    with open(os.path.join(root, "annotations", f"{split}.json")) as f:
-        return json.load(f)
-
-
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory):
     return shapes.generate_dataset(str(tmp_path_factory.mktemp("cache")), SMALL)
@@ -41,8 +25,8 @@ def small_dataset(tmp_path_factory):
 def test_same_seed_same_bytes_other_seed_other_data(small_dataset, tmp_path):
     again = shapes.generate_dataset(str(tmp_path / "again"), SMALL)
     assert os.path.basename(again) == os.path.basename(small_dataset)
-    files = _files(small_dataset)
-    assert files == _files(again)
+    files = file_bytes(small_dataset)
+    assert files == file_bytes(again)
     assert sorted(files) == sorted(
         [f"annotations/{s}.json" for s in shapes.SPLITS]
         + [f"train/{i:06d}.jpg" for i in range(SMALL.train_images)]
@@ -53,22 +37,22 @@ def test_same_seed_same_bytes_other_seed_other_data(small_dataset, tmp_path):
         str(tmp_path / "other"), dataclasses.replace(SMALL, train_seed=99)
     )
     assert os.path.basename(reseeded) != os.path.basename(small_dataset)
-    other = _files(reseeded)
+    other = file_bytes(reseeded)
     assert other["annotations/train.json"] != files["annotations/train.json"]
     assert all(other[f"train/{i:06d}.jpg"] != files[f"train/{i:06d}.jpg"] for i in range(8))
     assert other["annotations/val.json"] == files["annotations/val.json"]  # same val seed
 
 
 def test_splits_differ(small_dataset):
-    train, val = _coco(small_dataset, "train"), _coco(small_dataset, "val")
-    files = _files(small_dataset)
+    train, val = annotations(small_dataset, "train"), annotations(small_dataset, "val")
+    files = file_bytes(small_dataset)
     assert train["annotations"][: len(val["annotations"])] != val["annotations"]
     assert all(files[f"train/{i:06d}.jpg"] != files[f"val/{i:06d}.jpg"] for i in range(3))
 
 
 @pytest.mark.parametrize("split", shapes.SPLITS)
 def test_annotations_are_consistent(small_dataset, split):
-    coco = _coco(small_dataset, split)
+    coco = annotations(small_dataset, split)
     assert coco["categories"] == [
         {"id": i + 1, "name": name, "supercategory": "shape"}
         for i, name in enumerate(shapes.CLASSES)
@@ -144,7 +128,7 @@ def test_losing_the_race_keeps_the_winners_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(shapes, "_write_split", other_process_finishes_first)
     root = shapes.generate_dataset(str(tmp_path), SMALL)
     assert os.listdir(tmp_path / "datasets") == [os.path.basename(root)]
-    assert len(_coco(root, "val")["images"]) == SMALL.val_images
+    assert len(annotations(root, "val")["images"]) == SMALL.val_images
 
 
 # Loads synthetic_shapes.py on its own (rtinst/__init__ would import torch: seconds per process),
@@ -178,7 +162,7 @@ def test_two_processes_generate_one_consistent_dataset(tmp_path):
     reference = shapes.generate_dataset(
         str(tmp_path / "reference"), shapes.ShapesParams(train_images=20, val_images=5)
     )
-    assert _files(root) == _files(reference)
+    assert file_bytes(root) == file_bytes(reference)
 
 
 @pytest.mark.slow

@@ -2,13 +2,13 @@
 with the rendering, identities kept through crossings, objects entering and leaving, camera
 motion and lighting, atomic generation."""
 import dataclasses
-import json
 import os
 import re
 
 import cv2
 import numpy as np
 import pytest
+from generated_files import annotations, file_bytes
 from pycocotools import mask as mask_util
 
 from rtinst.data import synthetic_shapes as shapes
@@ -17,22 +17,6 @@ from rtinst.data import synthetic_videos as videos
 SMALL = videos.VideoShapesParams(train_videos=3, val_videos=2, frames=8)
 DEFAULT = videos.VideoShapesParams()
 DEFAULT_VIDEOS = 6  # the first videos of the default train split, checked for their properties
-
-
-def _files(root):
-    """{relative path: bytes} of every file under ``root``."""
-    found = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
-            path = os.path.join(folder, name)
-            with open(path, "rb") as f:
-                found[os.path.relpath(path, root)] = f.read()
-    return found
-
-
-def _ytvis(root, split):
-    with open(os.path.join(root, "annotations", f"{split}.json")) as f:
-        return json.load(f)
 
 
 def _centroid(mask):
@@ -71,31 +55,31 @@ def test_same_params_same_bytes_and_smaller_splits_are_prefixes(small_dataset, t
     assert re.fullmatch(rf"shapes-video-v{videos.VERSION}-[0-9a-f]{{10}}", name)
     cache = os.path.dirname(os.path.dirname(small_dataset))
     assert small_dataset == videos.video_dataset_dir(cache, SMALL)
-    files = _files(small_dataset)
+    files = file_bytes(small_dataset)
     assert sorted(files) == sorted(
         [f"annotations/{s}.json" for s in videos.SPLITS]
         + [f"{split}/{v:06d}/{t:05d}.jpg" for split in videos.SPLITS
            for v in range(SMALL.seed_and_size(split)[1]) for t in range(SMALL.frames)]
     )
     again = videos.generate_video_dataset(str(tmp_path / "again"), SMALL)
-    assert os.path.basename(again) == name and _files(again) == files
+    assert os.path.basename(again) == name and file_bytes(again) == files
 
     larger = dataclasses.replace(SMALL, train_videos=SMALL.train_videos + 2)
     root = videos.generate_video_dataset(str(tmp_path / "larger"), larger)
     assert os.path.basename(root) != name
-    small, big = _ytvis(small_dataset, "train"), _ytvis(root, "train")
+    small, big = annotations(small_dataset, "train"), annotations(root, "train")
     assert len(big["videos"]) == larger.train_videos
     assert big["videos"][: SMALL.train_videos] == small["videos"]
     assert big["annotations"][: len(small["annotations"])] == small["annotations"]
     assert all(a["video_id"] > SMALL.train_videos
                for a in big["annotations"][len(small["annotations"]):])
-    bigger_files = _files(root)
+    bigger_files = file_bytes(root)
     assert all(bigger_files[path] == content for path, content in files.items()
                if path != "annotations/train.json")  # the frames and the (same) val split
 
     reseeded = videos.generate_video_dataset(
         str(tmp_path / "other"), dataclasses.replace(SMALL, train_seed=99))
-    other = _files(reseeded)
+    other = file_bytes(reseeded)
     assert other["annotations/train.json"] != files["annotations/train.json"]
     assert other["annotations/val.json"] == files["annotations/val.json"]
     assert other["train/000000/00000.jpg"] != files["train/000000/00000.jpg"]
@@ -103,7 +87,7 @@ def test_same_params_same_bytes_and_smaller_splits_are_prefixes(small_dataset, t
 
 @pytest.mark.parametrize("split", videos.SPLITS)
 def test_annotations_agree_with_the_rendering(small_dataset, split):
-    content = _ytvis(small_dataset, split)
+    content = annotations(small_dataset, split)
     assert {"info", "videos", "annotations", "categories"} <= set(content)
     assert content["categories"] == shapes.categories()
     assert [c["name"] for c in content["categories"]] == list(shapes.CLASSES)
@@ -274,4 +258,4 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.undo()
     root = videos.generate_video_dataset(str(tmp_path), tiny)
     assert os.listdir(tmp_path / "datasets") == [os.path.basename(root)]
-    assert len(_ytvis(root, "val")["videos"]) == 1
+    assert len(annotations(root, "val")["videos"]) == 1

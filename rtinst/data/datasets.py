@@ -278,6 +278,30 @@ def load_checked_coco_json(json_file, image_root, dataset_name):
     return records
 
 
+def check_new_registration(name, json_file, folder, kind="dataset", folder_kind="image"):
+    """Whether ``name`` is already registered with these files (absolute paths), so that
+    registering it again does nothing; a ``DatasetError`` when it is registered with other
+    files, or ``json_file`` or ``folder`` is missing (``kind`` / ``folder_kind`` name them in the
+    messages: "dataset" / "image", "video dataset" / "frames")."""
+    if name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        registered = tuple(
+            os.path.abspath(p) if p else p for p in (meta.get("json_file"), meta.get("image_root"))
+        )
+        if registered == (json_file, folder):
+            return True
+        plural = "images" if folder_kind == "image" else folder_kind
+        raise DatasetError(
+            f"dataset '{name}' is already registered with annotations {registered[0]} and "
+            f"{plural} {registered[1]}; cannot register it again with {json_file} and {folder}"
+        )
+    if not os.path.isfile(json_file):
+        raise DatasetError(f"{kind} '{name}': annotation file not found: {json_file}")
+    if not os.path.isdir(folder):
+        raise DatasetError(f"{kind} '{name}': {folder_kind} directory not found: {folder}")
+    return False
+
+
 def register_coco_dataset(name, json_file, image_root):
     """Registers the COCO-format dataset ``json_file`` + ``image_root`` as ``name``.
 
@@ -285,21 +309,8 @@ def register_coco_dataset(name, json_file, image_root):
     ``DatasetError``, as are a missing ``json_file`` or ``image_root``.
     """
     json_file, image_root = os.path.abspath(json_file), os.path.abspath(image_root)
-    if name in DatasetCatalog.list():
-        meta = MetadataCatalog.get(name)
-        registered = tuple(
-            os.path.abspath(p) if p else p for p in (meta.get("json_file"), meta.get("image_root"))
-        )
-        if registered == (json_file, image_root):
-            return
-        raise DatasetError(
-            f"dataset '{name}' is already registered with annotations {registered[0]} and "
-            f"images {registered[1]}; cannot register it again with {json_file} and {image_root}"
-        )
-    if not os.path.isfile(json_file):
-        raise DatasetError(f"dataset '{name}': annotation file not found: {json_file}")
-    if not os.path.isdir(image_root):
-        raise DatasetError(f"dataset '{name}': image directory not found: {image_root}")
+    if check_new_registration(name, json_file, image_root):
+        return
     DatasetCatalog.register(name, lambda: load_checked_coco_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco")
 
@@ -319,15 +330,22 @@ def dataset_thing_classes(name):
     return meta.get("thing_classes")
 
 
+def parse_spec(spec, kind="dataset", folder="IMAGE_DIR"):
+    """``(name, json_file, folder)`` of ``"name=annotations.json,folder"``; a ``DatasetError``
+    for a malformed one."""
+    name, _, files = spec.partition("=")
+    json_file, _, root = files.rpartition(",")
+    name, json_file, root = name.strip(), json_file.strip(), root.strip()
+    if not (name and json_file and root):
+        raise DatasetError(
+            f"malformed {kind} spec {spec!r}: expected NAME=ANNOTATIONS.json,{folder}"
+        )
+    return name, json_file, root
+
+
 def register_from_spec(spec):
     """Registers ``"name=annotations.json,image_dir"``; returns the name."""
-    name, _, files = spec.partition("=")
-    json_file, _, image_root = files.rpartition(",")
-    name, json_file, image_root = name.strip(), json_file.strip(), image_root.strip()
-    if not (name and json_file and image_root):
-        raise DatasetError(
-            f"malformed dataset spec {spec!r}: expected NAME=ANNOTATIONS.json,IMAGE_DIR"
-        )
+    name, json_file, image_root = parse_spec(spec)
     register_coco_dataset(name, json_file, image_root)
     return name
 

@@ -31,7 +31,14 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
 from . import synthetic_videos
-from .datasets import DatasetError, _listing, dataset_thing_classes, get_cache_dir
+from .datasets import (
+    DatasetError,
+    _listing,
+    check_new_registration,
+    dataset_thing_classes,
+    get_cache_dir,
+    parse_spec,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -237,32 +244,15 @@ def register_ytvis_dataset(name, json_file, frames_dir, **metadata):
     ``name`` (and ``name_frames``). The same files again do nothing; other files under a taken
     name, a missing file or folder, are a ``DatasetError``."""
     json_file, frames_dir = os.path.abspath(json_file), os.path.abspath(frames_dir)
-    if name in DatasetCatalog.list():
-        meta = MetadataCatalog.get(name)
-        if (meta.get("json_file"), meta.get("image_root")) == (json_file, frames_dir):
-            return
-        raise DatasetError(
-            f"dataset '{name}' is already registered with annotations {meta.get('json_file')} "
-            f"and frames {meta.get('image_root')}; cannot register it again with {json_file} "
-            f"and {frames_dir}"
-        )
-    if not os.path.isfile(json_file):
-        raise DatasetError(f"video dataset '{name}': annotation file not found: {json_file}")
-    if not os.path.isdir(frames_dir):
-        raise DatasetError(f"video dataset '{name}': frames directory not found: {frames_dir}")
+    if check_new_registration(name, json_file, frames_dir, "video dataset", "frames"):
+        return
     _register(name, lambda: (json_file, frames_dir),
               dict(json_file=json_file, image_root=frames_dir, **metadata))
 
 
 def register_video_from_spec(spec):
     """Registers ``"name=annotations.json,frames_dir"``; returns the name."""
-    name, _, files = spec.partition("=")
-    json_file, _, frames_dir = files.rpartition(",")
-    name, json_file, frames_dir = name.strip(), json_file.strip(), frames_dir.strip()
-    if not (name and json_file and frames_dir):
-        raise DatasetError(
-            f"malformed video dataset spec {spec!r}: expected NAME=ANNOTATIONS.json,FRAMES_DIR"
-        )
+    name, json_file, frames_dir = parse_spec(spec, "video dataset", "FRAMES_DIR")
     register_ytvis_dataset(name, json_file, frames_dir)
     return name
 
