@@ -9,6 +9,11 @@
     python train_net.py --config-file CFG --eval-only MODEL.WEIGHTS model.pth \
         DATASETS.TEST "('shapes_video_val',)"     # video AP, AR and identity metrics, tracked
     python train_net.py --config-file CFG --video-dataset mine=ytvis.json,frames/ --eval-only ...
+
+Every run writes into OUTPUT_DIR, besides its checkpoints and metrics.json: results.csv,
+curves.png, per-class AP, precision-recall curves, a confusion matrix, a gallery of predictions
+and report.html showing them all (TEST.REPORT.*); TensorBoard reads its events
+(tensorboard --logdir OUTPUT_DIR).
 """
 import os
 import sys
@@ -17,6 +22,7 @@ from pickle import UnpicklingError
 
 from detectron2.engine import launch
 from detectron2.evaluation import verify_results
+from detectron2.utils import comm
 
 import rtinst  # noqa: F401  (registers rtinst's models and datasets)
 from rtinst.checkpoint import CheckpointError
@@ -24,6 +30,7 @@ from rtinst.data import DatasetError
 from rtinst.engine import ConfigError, Trainer, argument_parser, load_config, setup
 from rtinst.engine.defaults import check_schedule
 from rtinst.engine.interruption import TrainingInterrupted
+from rtinst.engine.trainer import write_report
 
 TRAINING_FILES = ("last_checkpoint", "metrics.json", "config.yaml", "log.txt")
 
@@ -43,8 +50,13 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
-        Trainer.build_checkpointer(model, cfg).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        checkpoint = Trainer.build_checkpointer(model, cfg).resume_or_load(
+            cfg.MODEL.WEIGHTS, resume=args.resume
+        )
         results = Trainer.test(cfg, model)
+        if comm.is_main_process():
+            trained = (checkpoint or {}).get("iteration")  # the last one done, from 0
+            write_report(cfg, results, None if trained is None else trained + 1)
         verify_results(cfg, results)
         return results
     trainer = Trainer(cfg)

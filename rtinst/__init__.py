@@ -1,5 +1,5 @@
 """rtinst: what the real-time instance-segmentation methods share (FCOS, backbones, layers,
-data, evaluation, export, benchmarking, video tracking), and the plug-in registry through which
+data, evaluation, run reports, export, benchmarking, video tracking), and the plug-in registry through which
 the methods join it (``register_method``, ``rtinst/methods.py``). Importing it registers rtinst's Detectron2
 components and imports every installed method package, which registers its own."""
 from .config import ConfigError, add_rtinst_config, get_cfg

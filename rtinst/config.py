@@ -176,6 +176,21 @@ def add_solver_config(cfg):
     _C.VAL_BATCHES = 4
 
 
+def add_report_config(cfg):
+    """What every run writes for people to look at (``rtinst.reports``): results.csv,
+    curves.png, per-class AP, precision-recall curves, a confusion matrix, a gallery and
+    report.html in ``OUTPUT_DIR``."""
+    cfg.TEST.REPORT = CN()
+    cfg.TEST.REPORT.ENABLED = True
+    # the confusion matrix counts the predictions scoring at least this, matched to ground truth
+    # from this IoU (masks for models that predict them, else boxes)
+    cfg.TEST.REPORT.SCORE_THRESH = 0.25
+    cfg.TEST.REPORT.IOU_THRESH = 0.5
+    cfg.TEST.REPORT.GALLERY_IMAGES = 8  # the first images of the test dataset; 0: no gallery
+    # the gallery draws the predictions scoring at least this (tools/demo.py's default)
+    cfg.TEST.REPORT.GALLERY_SCORE_THRESH = 0.5
+
+
 def add_rtinst_config(cfg):
     """Adds every key rtinst's shared code reads."""
     add_fcos_config(cfg)
@@ -186,6 +201,7 @@ def add_rtinst_config(cfg):
     add_data_config(cfg)
     add_video_config(cfg)
     add_solver_config(cfg)
+    add_report_config(cfg)
 
 
 def get_cfg():

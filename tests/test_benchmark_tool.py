@@ -220,6 +220,7 @@ def test_cli_writes_json_and_markdown(tmp_path):
         and "COCO-Detection/retinanet_R_50_FPN_1x" in markdown
     )
     assert "| model | K |" in result.stdout
+    assert (tmp_path / "out.png").stat().st_size > 1000  # the latency plot beside the JSON
     assert "not a local file" in result.stderr  # the weights each model used are logged
 
 

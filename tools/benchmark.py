@@ -31,6 +31,7 @@ from rtinst.benchmark import (
     load_images,
     markdown_document,
     markdown_table,
+    plot_latency,
     random_images,
     resize_transform,
     run_benchmark,
@@ -155,6 +156,11 @@ def parse_args(argv=None):
     parser.add_argument("--json", metavar="FILE", help="write the full report as JSON")
     parser.add_argument("--markdown", metavar="FILE", help="write the report as Markdown")
     parser.add_argument(
+        "--plot", metavar="FILE",
+        help="draw latency against detections per image here (default: beside --json or "
+        "--markdown, as .png)",
+    )
+    parser.add_argument(
         "--opts",
         nargs=argparse.REMAINDER,
         default=[],
@@ -276,6 +282,11 @@ def main(argv=None):
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     if args.markdown:
         Path(args.markdown).write_text(markdown_document(report))
+    plot = args.plot or next(
+        (Path(f).with_suffix(".png") for f in (args.json, args.markdown) if f), None
+    )
+    if plot:
+        print(f"latency plot: {plot_latency(report, plot)}")
 
 
 if __name__ == "__main__":

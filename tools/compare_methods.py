@@ -1,6 +1,10 @@
 #!/usr/bin/env python
 """Trains and evaluates several configs in one run, each with the same overrides (seed, schedule,
-inputs), through train_net.py, and prints their COCO box and mask AP side by side.
+inputs), through train_net.py, prints their COCO box and mask AP side by side and writes the
+comparison page ``<output>/report.html``: the table (with latency from a ``tools/benchmark.py``
+JSON given by ``--benchmark``), the runs' curves overlaid, a speed / accuracy plot and each
+run's per-class, PR, confusion-matrix and gallery pictures side by side. ``--runs`` adds
+finished runs (train_net.py output folders) without training them.
 
 Each config's result is saved in its output folder (``result.json``) as soon as it is evaluated.
 ``--resume`` continues an interrupted comparison: saved results are reused, and the config that
@@ -8,12 +12,16 @@ was training continues from its last checkpoint (``train_net.py --resume``; add 
 ``SOLVER.CHECKPOINT_PERIOD 50`` to the overrides so that little is lost to a kill). A folder
 whose ``config.yaml`` differs from what its config and the overrides give now is refused.
 
-Example (BlendMask against Detectron2's Mask R-CNN on the same MobileNetV2-FPN, embedded data):
+Examples (BlendMask against Detectron2's Mask R-CNN on the same MobileNetV2-FPN, embedded data;
+then two finished runs with their latencies):
   python tools/compare_methods.py --output output/compare --markdown compare.md \\
       --config-file configs/Mask-RCNN/MNV2_FPN_shapes.yaml configs/BlendMask/MNV2_FPN_shapes.yaml \\
       --opts SEED 0
+  python tools/compare_methods.py --output output/page --runs output/fcos output/blendmask \\
+      --benchmark bench.json
 """
 import argparse
+import csv
 import json
 import subprocess
 import sys
@@ -31,7 +39,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config-file", nargs="+", required=True, metavar="CONFIG")
+    parser.add_argument("--config-file", nargs="+", default=[], metavar="CONFIG",
+                        help="configs to train and evaluate")
+    parser.add_argument("--runs", nargs="+", default=[], metavar="[NAME=]FOLDER",
+                        help="finished runs (train_net.py OUTPUT_DIRs) to compare as they are; "
+                             "NAME defaults to the folder's name")
+    parser.add_argument("--benchmark", metavar="JSON",
+                        help="a tools/benchmark.py --json report: each run's latency is the "
+                             "median of its config's row (or the row labelled as the run)")
     parser.add_argument("--output", required=True, help="folder; one OUTPUT_DIR per config")
     parser.add_argument("--num-gpus", type=int, default=1)
     parser.add_argument("--resume", action="store_true",
@@ -44,18 +59,62 @@ def parse_args(argv=None):
         help="KEY VALUE ... applied to every config (must come last)",
     )
     args = parser.parse_args(argv)
+    if not args.config_file and not args.runs:
+        parser.error("nothing to compare: give --config-file and/or --runs")
     missing = [c for c in args.config_file if not Path(c).is_file()]
     if missing:
         parser.error(f"config file not found: {', '.join(missing)}")
+    try:
+        args.runs = dict(finished_run(spec) for spec in args.runs)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.benchmark and not Path(args.benchmark).is_file():
+        parser.error(f"--benchmark: file not found: {args.benchmark}")
     if len(args.opts) % 2:
         parser.error("--opts needs KEY VALUE pairs")
     return args
 
 
+def finished_run(spec):
+    """``NAME=FOLDER`` or ``FOLDER`` -> (name, folder); a ``ValueError`` naming a folder that
+    holds no finished run."""
+    name, sep, folder = spec.partition("=")
+    if not sep:
+        name, folder = Path(spec).name, spec
+    folder = Path(folder)
+    if not (folder / "metrics.json").is_file() and not (folder / "results.csv").is_file():
+        raise ValueError(f"--runs: {folder} holds no finished run (no metrics.json or "
+                         "results.csv)")
+    return name, folder
+
+
+def benchmark_latencies(path, runs):
+    """{run name: median ms} from a ``tools/benchmark.py`` JSON: the first PyTorch (not video)
+    row whose config is the run's, or whose label (``Folder/stem``) names it; ``runs`` is
+    {name: config or None}."""
+    report = json.loads(Path(path).read_text())
+    rows = [r for r in report.get("models", [])
+            if r.get("runtime", "pytorch") == "pytorch" and not r.get("video")]
+    found = {}
+    for name, config in runs.items():
+        for row in rows:
+            if (config and row.get("config") == config) or \
+                    row.get("label", "").replace("/", "_") == name:
+                found[name] = row["median_ms"]
+                break
+    return found
+
+
 def final_results(output_dir):
-    """The last evaluation in ``output_dir``/metrics.json: {"bbox": {...}, "segm": {...}}."""
+    """The last evaluation in ``output_dir``/metrics.json (results.csv for an ``--eval-only``
+    folder): {"bbox": {...}, "segm": {...}}."""
     path = Path(output_dir) / "metrics.json"
-    records = [json.loads(line) for line in path.read_text().splitlines()]
+    if path.is_file():
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+    else:
+        path = Path(output_dir) / "results.csv"
+        with open(path, newline="") as f:
+            records = [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(f)]
     evaluated = [r for r in records if "bbox/AP" in r]
     if not evaluated:
         raise RuntimeError(f"{path} holds no evaluation (is DATASETS.TEST set?)")
@@ -139,23 +198,25 @@ def train_and_evaluate(config, output_dir, num_gpus, opts, resume=False):
     return row
 
 
-def markdown_table(rows):
+def markdown_table(rows, latencies=()):
+    """One line per result row; a latency column when ``latencies`` (ms per row) has any."""
+    latencies = list(latencies) or [None] * len(rows)
+    with_latency = any(ms is not None for ms in latencies)
     header = ["config", "box AP", "box AP50", "mask AP", "mask AP50", "mask AP75", "train+eval s"]
+    header += ["latency ms"] * with_latency
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
+    for row, ms in zip(rows, latencies):
         box, mask = row.get("bbox", {}), row.get("segm", {})
-        cells = [row["config"]] + [
-            "–" if v is None else f"{v:.1f}"
-            for v in (box.get("AP"), box.get("AP50"), mask.get("AP"), mask.get("AP50"),
-                      mask.get("AP75"), row["seconds"])
-        ]
+        values = [box.get("AP"), box.get("AP50"), mask.get("AP"), mask.get("AP50"),
+                  mask.get("AP75"), row["seconds"]] + [ms] * with_latency
+        cells = [row["config"]] + ["–" if v is None else f"{v:.1f}" for v in values]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    rows = []
+    rows, folders, configs = [], {}, {}
     for config in args.config_file:
         output_dir = Path(args.output) / run_name(config)
         row = None
@@ -165,7 +226,12 @@ def main(argv=None):
         if row is None:
             row = train_and_evaluate(config, output_dir, args.num_gpus, args.opts, args.resume)
         rows.append(row)
-    table = markdown_table(rows)
+        folders[run_name(config)], configs[run_name(config)] = output_dir, config
+    for name, folder in args.runs.items():
+        rows.append({"config": name, "opts": None, "seconds": None, **final_results(folder)})
+        folders[name], configs[name] = folder, None
+    latency = benchmark_latencies(args.benchmark, configs) if args.benchmark else {}
+    table = markdown_table(rows, [latency.get(name) for name in folders])
     print(table)
     if args.markdown:
         Path(args.markdown).write_text(
@@ -173,6 +239,11 @@ def main(argv=None):
         )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    from rtinst.reports import write_comparison  # only here: the tool's other paths need no torch
+
+    note = f"Same overrides for every trained config: {' '.join(args.opts) or '(none)'}."
+    page = write_comparison(folders, args.output, latency, note)["report"]
+    print(f"comparison page: {page}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from .model import (
     count_parameters,
     resolve_weights,
 )
+from .plot import plot_latency
 from .report import markdown_document, markdown_table
 from .runner import BenchmarkSettings, ModelSpec, run_benchmark
 
@@ -50,6 +51,7 @@ __all__ = [
     "markdown_document",
     "markdown_table",
     "measure_interleaved",
+    "plot_latency",
     "prepare_inputs",
     "random_images",
     "resize_transform",

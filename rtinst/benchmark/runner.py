@@ -8,11 +8,13 @@ from pathlib import Path
 
 import torch
 
+from rtinst.utils.environment import environment_info
+
 from .detections import fix_detection_count
 from .inputs import fixed_input_size, prepare_inputs, resize_transform
 from .latency import ModuleTimer, TimedModel, measure_interleaved
 from .model import build_eval_model, count_gflops_by_module, count_parameters, model_size_bytes
-from .report import add_baseline_ratios, environment_info
+from .report import add_baseline_ratios
 from .video import TrackedModel
 
 logger = logging.getLogger(__name__)

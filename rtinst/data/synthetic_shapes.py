@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -278,7 +279,7 @@ def _write_split(root, split, params):
     seed, size = params.seed_and_size(split)
     os.makedirs(os.path.join(root, split))
     images, annotations = [], []
-    for index in range(size):
+    for index in tqdm(range(size), desc=f"shapes {split}", unit="img", leave=False):
         sample = render_sample(seed, index, params)
         file_name = f"{index:06d}.jpg"
         path = os.path.join(root, split, file_name)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 from pycocotools import mask as mask_util
 
 from . import synthetic_shapes
@@ -436,7 +437,7 @@ def _write_split(root, split, params):
     seed, size = params.seed_and_size(split)
     os.makedirs(os.path.join(root, split))
     videos, annotations = [], []
-    for index in range(size):
+    for index in tqdm(range(size), desc=f"shape videos {split}", unit="video", leave=False):
         sample = render_video(seed, index, params)
         name = f"{index:06d}"
         os.mkdir(os.path.join(root, split, name))

@@ -11,7 +11,10 @@ checkpoints.
   the online tracker (``rtinst.video``) into the YouTube-VIS evaluator;
 * checkpoints load through ``SafeCheckpointer`` (no code execution, clear errors);
 * ``SOLVER.LR_SCHEDULER_NAME "LookForward"``: BlitzMask's look-forward schedule
-  (``look_forward.py``).
+  (``look_forward.py``);
+* writers: Detectron2's console line (with ETA), ``metrics.json`` and TensorBoard events; after
+  training the run's report (``rtinst.reports``: results.csv, curves, per-class AP, PR curves,
+  confusion matrix, gallery, report.html) when ``TEST.REPORT.ENABLED``.
 """
 import functools
 import logging
@@ -30,6 +33,7 @@ from rtinst.data.dataset_mapper import build_dataset_mapper
 from rtinst.data.train_loader import LazyTrainLoader, build_resumable_train_loader
 from rtinst.data.ytvis import is_video_dataset
 from rtinst.evaluation import build_evaluator
+from rtinst.reports import write_run_report
 from rtinst.video import inference_on_videos
 
 from .defaults import ConfigError, check_schedule
@@ -107,6 +111,15 @@ class Trainer(DefaultTrainer):
             hook_list.insert(position, LookForwardHook(params, build_val_batches))
         return hook_list
 
+    def train(self):
+        """Detectron2's training, then (main process) the run's report; returns the last
+        evaluation's results (None without ``DATASETS.TEST``)."""
+        super().train()
+        results = getattr(self, "_last_eval_results", None)
+        if comm.is_main_process():
+            write_report(self.cfg)
+        return results
+
     def build_train_loader(self, cfg):
         mapper = build_dataset_mapper(cfg, is_train=True)
         return LazyTrainLoader(
@@ -176,3 +189,15 @@ class Trainer(DefaultTrainer):
         except ImportError:
             logger.info("tensorboard is not installed: metrics go to metrics.json and the log only")
         return writers
+
+
+def write_report(cfg, evaluation=None, iteration=None):
+    """``write_run_report`` when ``TEST.REPORT.ENABLED``; a failure is logged, not raised: the
+    checkpoints and the evaluation's own files are saved already."""
+    if not cfg.TEST.REPORT.ENABLED:
+        return None
+    try:
+        return write_run_report(cfg, evaluation, iteration)
+    except Exception:  # noqa: BLE001  (the run's own results are safe; say what went wrong)
+        logger.exception("Writing the report into %s failed", cfg.OUTPUT_DIR)
+        return None

@@ -1,6 +1,9 @@
 """COCO evaluation (Detectron2's ``COCOEvaluator`` on the fast C++ path of faster-coco-eval)."""
 import copy
 import logging
+import os
+
+import numpy as np
 
 from detectron2.evaluation import COCOEvaluator as _D2COCOEvaluator
 
@@ -21,7 +24,10 @@ class COCOEvaluator(_D2COCOEvaluator):
     """Detectron2's evaluator, except that
     - a model with no detections scores AP 0, which is what COCO's definition gives, not NaN;
     - instances with ``mask_scores`` (mask scoring, e.g. CenterMask) are ranked by them for
-      mask AP, while box AP keeps ranking by ``scores``."""
+      mask AP, while box AP keeps ranking by ``scores``;
+    - with an ``output_dir``, each task's precision array (IoU x recall x class x area x max
+      detections, COCO's 101-point interpolation) is saved as ``precision_<task>.npz``
+      (``PRECISION_FILE``) for the run's report (``rtinst.reports``)."""
 
     def process(self, inputs, outputs):
         for inputs_i, output in zip(inputs, outputs):
@@ -57,4 +63,25 @@ class COCOEvaluator(_D2COCOEvaluator):
         results = super()._derive_coco_results(coco_eval, iou_type, class_names=class_names)
         if coco_eval is None:
             results = {metric: 0.0 for metric in results}
+        elif self._output_dir:
+            save_precision(os.path.join(self._output_dir, PRECISION_FILE.format(task=iou_type)),
+                           coco_eval, class_names)
         return results
+
+
+PRECISION_FILE = "precision_{task}.npz"
+
+
+def save_precision(path, coco_eval, class_names):
+    """``coco_eval``'s accumulated precision with its IoU and recall thresholds, area ranges,
+    max-detection limits and class names (in the order of its class axis)."""
+    params = coco_eval.params
+    np.savez_compressed(
+        path,
+        precision=coco_eval.eval["precision"],
+        iou_thresholds=np.asarray(params.iouThrs),
+        recall_thresholds=np.asarray(params.recThrs),
+        area_ranges=np.asarray(params.areaRngLbl),
+        max_detections=np.asarray(params.maxDets),
+        class_names=np.asarray(class_names if class_names is not None else [], dtype=str),
+    )

@@ -3,6 +3,7 @@ activations quantized on the fly) or static (activations calibrated on sample im
 from pathlib import Path
 
 import onnx
+from tqdm import tqdm
 from onnxruntime.quantization import (
     CalibrationDataReader,
     QuantFormat,
@@ -22,9 +23,17 @@ class _LetterboxedImages(CalibrationDataReader):
     def __init__(self, predictor: ONNXPredictor, images):
         self._inputs = [predictor.feeds(*predictor.prepare(image)) for image in images]
         self._iter = iter(self._inputs)
+        self._progress = tqdm(total=len(self._inputs), desc="INT8 calibration", unit="img")
 
     def get_next(self):
-        return next(self._iter, None)
+        """The next image's inputs (ONNX Runtime runs the model on each: the progress bar
+        counts them), None after the last."""
+        inputs = next(self._iter, None)
+        if inputs is None:
+            self._progress.close()
+        else:
+            self._progress.update()
+        return inputs
 
 
 def _copy_metadata(source: Path, target: Path):
