@@ -103,12 +103,13 @@ def test_saved_arrays_load_with_their_class_names(tmp_path):
     assert np.array_equal(array.precision, precision[:, :, :, 0, -1])  # all areas, 100 dets
 
 
-def test_greedy_matching_takes_the_highest_iou_first():
+def test_matching_goes_by_score_then_iou():
     ious = np.array([[0.9, 0.6], [0.8, 0.4], [0.55, 0.3]])
-    # (1, 0) and (2, 0) lose ground truth 0 to (0, 0), which also takes prediction 0 from
-    # ground truth 1; (1, 1) and (2, 1) are below 0.5
-    assert greedy_matches(ious, 0.5) == [(0, 0)]
-    assert greedy_matches(np.array([[0.7, 0.9], [0.95, 0.0]]), 0.5) == [(1, 0), (0, 1)]
+    # prediction 1 (0.9) takes ground truth 0; prediction 2 (0.7) has nothing left from 0.5;
+    # prediction 0 (0.5) takes ground truth 1
+    assert greedy_matches(ious, [0.5, 0.9, 0.7], 0.5) == [(1, 0), (0, 1)]
+    assert greedy_matches(ious, [0.9, 0.5, 0.7], 0.5) == [(0, 0)]
+    assert greedy_matches(np.zeros((2, 0)), [0.5, 0.4], 0.5) == []
 
 
 def boxes(*xywh):

@@ -2,8 +2,10 @@
 predicted classes + background (columns), at an IoU and a score threshold.
 
 Each image's predictions scoring at least the threshold are matched one-to-one to its
-ground-truth instances of any class, greedily by decreasing IoU, pairs below the IoU threshold
-never matching. A matched pair counts in (its ground-truth class, its predicted class); an
+ground-truth instances of any class as COCO matches them, only across classes: in decreasing
+score order, each prediction takes the unmatched instance it overlaps most, from the IoU
+threshold (so an object's most confident prediction says what it was taken for, and its
+lower-scoring duplicates are false detections). A matched pair counts in (its ground-truth class, its predicted class); an
 unmatched ground-truth instance in (its class, background: missed); an unmatched prediction in
 (background, its class: a false detection), unless it covers a crowd region (COCO's
 ``iscrowd``), which is neither counted as ground truth nor as a false detection. So row ``c``
@@ -19,16 +21,17 @@ BACKGROUND = "background"
 ANNOTATE_MAX_CLASSES = 20
 
 
-def greedy_matches(ious, threshold):
-    """One-to-one (prediction, ground truth) pairs, highest IoU first, IoU >= ``threshold``."""
-    pairs = np.argwhere(ious >= threshold)
-    order = np.argsort(-ious[pairs[:, 0], pairs[:, 1]], kind="stable")
-    used_p, used_g, matches = set(), set(), []
-    for p, g in pairs[order]:
-        if p not in used_p and g not in used_g:
-            used_p.add(p)
-            used_g.add(g)
-            matches.append((int(p), int(g)))
+def greedy_matches(ious, scores, threshold):
+    """One-to-one (prediction, ground truth) pairs: the predictions in decreasing ``scores``
+    order, each with the unmatched ground truth of highest IoU >= ``threshold``."""
+    free = np.ones(ious.shape[1], bool)
+    matches = []
+    for p in np.argsort(-np.asarray(scores), kind="stable"):
+        candidates = np.where(free & (ious[p] >= threshold), ious[p], -1.0)
+        if candidates.size and candidates.max() >= 0:
+            g = int(candidates.argmax())
+            free[g] = False
+            matches.append((int(p), g))
     return matches
 
 
@@ -38,10 +41,11 @@ def add_image(matrix, truth, predicted, score_threshold, iou_threshold):
     keep = np.flatnonzero(predicted.scores >= score_threshold) if len(predicted) else []
     regions = [predicted.regions[i] for i in keep]
     classes = predicted.classes[keep] if len(keep) else np.zeros(0, int)
+    scores = predicted.scores[keep] if len(keep) else np.zeros(0)
     crowd = truth.crowd if truth.crowd is not None else np.zeros(len(truth), bool)
     real = np.flatnonzero(~crowd)
     ious = iou_matrix(regions, [truth.regions[g] for g in real])
-    matches = greedy_matches(ious, iou_threshold)
+    matches = greedy_matches(ious, scores, iou_threshold)
     matched_p = {p for p, _ in matches}
     matched_g = {g for _, g in matches}
     for p, g in matches:

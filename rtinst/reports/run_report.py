@@ -102,9 +102,11 @@ class DatasetAnalysis:
         return {name: counts.get(k, 0) for k, name in enumerate(classes)}
 
     def mask_task(self):
-        """"segm" when the predictions have masks, else "bbox"."""
-        has_masks = self.predictions and all("segmentation" in p for p in self.predictions)
-        return "segm" if has_masks else "bbox"
+        """"segm" when the predictions and the ground truth have masks, else "bbox"."""
+        predicted = self.predictions and all("segmentation" in p for p in self.predictions)
+        annotated = all("segmentation" in a for r in self.records
+                        for a in r.get("annotations", []))
+        return "segm" if predicted and annotated else "bbox"
 
     def write(self):
         report = self.cfg.TEST.REPORT
