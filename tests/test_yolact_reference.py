@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from detectron2.modeling import build_model
-from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.structures import BitMasks, Boxes, Instances, pairwise_iou
 from rtinst.engine import load_config
 from yolact import convert_reference_state_dict
 
@@ -62,39 +62,82 @@ def _rgb_tensor(bgr):
     return torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1)))
 
 
+def _candidates(model, image):
+    """Our detections of ``image`` and the candidates NMS chose them from: (boxes (N, 4) at
+    the network's scale, class probabilities (C, N))."""
+    import yolact.inference as inference
+
+    seen = {}
+
+    def recording(nms_type, boxes, scores, *args):
+        seen["boxes"], seen["scores"] = boxes, scores
+        return real(nms_type, boxes, scores, *args)
+
+    real = inference.suppress
+    inference.suppress = recording
+    try:
+        with torch.no_grad():
+            instances = model([{"image": _rgb_tensor(image)}])[0]["instances"]
+    finally:
+        inference.suppress = real
+    return instances, seen["boxes"], seen["scores"]
+
+
+def _nms_tie(det, ours_box, candidates, nms_threshold):
+    """Whether the reference's ``det`` and our detection at ``ours_box`` (same class, same
+    confidence within float noise) are two overlapping candidates whose scores tie, so that NMS
+    keeps either one by rounding (their order then differs between CPUs): we must have a
+    candidate at the reference's box, of its class, scoring as it does within 1e-5, that our
+    detection suppresses."""
+    boxes, scores = candidates
+    box = torch.tensor(det["box_sanitized"])
+    at_reference = ((boxes - box).abs().max(dim=1).values <= 1e-3) & \
+        ((scores[det["class"]] - det["score"]).abs() <= 1e-5)
+    overlap = pairwise_iou(Boxes(box[None]), Boxes(ours_box[None])).item()
+    return bool(at_reference.any()) and overlap > nms_threshold
+
+
 @pytest.mark.slow
 def test_same_detections_as_the_reference(case):
+    """Same boxes, scores, classes and masks; where the reference kept one of two overlapping
+    candidates whose scores differ by float noise only (4e-7 seen) and we keep the other (which
+    one survives NMS depends on the CPU's rounding), the tie is checked on our candidates and
+    that pair left out of the box, mask and mask-score comparison (at most one)."""
     record, model, seeded = case
     reference = record["inference"]
     image = seeded.seeded_image(reference["image_seed"])
     assert seeded.array_digest(image) == reference["image_sha256"]
-    with torch.no_grad():
-        ours = model([{"image": _rgb_tensor(image)}])[0]["instances"]
+    ours, *candidates = _candidates(model, image)
     rescored = model.mask_iou_head is not None
     # our scores: the reference's mask scores (confidence x predicted IoU) where it re-scores
     ref = reference["detections"]
     assert len(ours) == len(ref) == reference["num_detections"]
     boxes = ours.pred_boxes.tensor
     confidences = ours.class_scores if rescored else ours.scores
-    unmatched, box_diff, score_diff, ious = [], 0.0, 0.0, []
+    unmatched, ties, box_diff, score_diff, ious = [], [], 0.0, 0.0, []
     free = set(range(len(ours)))
     for det in ref:
         box = torch.tensor(det["box_sanitized"])
-        candidates = [j for j in free if ours.pred_classes[j] == det["class"]
-                      and abs(confidences[j] - det["score"]) <= 1e-4]
-        if not candidates:
+        candidates_j = [j for j in free if ours.pred_classes[j] == det["class"]
+                        and abs(confidences[j] - det["score"]) <= 1e-4]
+        if not candidates_j:
             unmatched.append(det)
             continue
-        j = min(candidates, key=lambda j: (boxes[j] - box).abs().max())
+        j = min(candidates_j, key=lambda j: (boxes[j] - box).abs().max())
         free.remove(j)
-        box_diff = max(box_diff, (boxes[j] - box).abs().max().item())
         score_diff = max(score_diff, abs(confidences[j].item() - det["score"]))
+        if (boxes[j] - box).abs().max() > 1e-3 and _nms_tie(
+                det, boxes[j], candidates, model.inference.nms_threshold):
+            ties.append(det)  # its mask, and so its mask score, are another candidate's
+            continue
         if rescored:
             score_diff = max(score_diff, abs(ours.scores[j].item() - det["mask_score"]))
+        box_diff = max(box_diff, (boxes[j] - box).abs().max().item())
         mask = mask_util.decode(det["mask_rle"]).astype(bool)
         union = (mask | ours.pred_masks[j].numpy()).sum()
         ious.append((mask & ours.pred_masks[j].numpy()).sum() / union if union else 1.0)
     assert not unmatched, f"{len(unmatched)} reference detections have no partner"
+    assert len(ties) <= 1, ties
     assert box_diff <= 1e-3, box_diff
     assert score_diff <= 1e-4, score_diff
     assert min(ious) >= 0.99, sorted(ious)[:3]

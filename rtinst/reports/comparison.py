@@ -37,24 +37,21 @@ def run_rows(folder):
     raise FileNotFoundError(f"{folder}: no {RESULTS_FILE} or metrics.json (not a finished run)")
 
 
-def headline_ap(evaluation):
-    """(mask AP, "mask AP") when the run has one, else (box AP, "box AP")."""
-    if "segm/AP" in evaluation:
-        return evaluation["segm/AP"], "mask AP"
-    return evaluation.get("bbox/AP"), "box AP"
+def accuracy_key(evaluations):
+    """The AP that every run has: "segm/AP" (mask AP) when all have one, else "bbox/AP"."""
+    return "segm/AP" if all("segm/AP" in e for e in evaluations) else "bbox/AP"
 
 
-def plot_speed_accuracy(path, points):
-    """One labelled point per run: latency (ms) against its headline AP; ``points`` is
-    [(name, ms, AP, AP label)]."""
+def plot_speed_accuracy(path, points, key):
+    """One labelled point per run: latency (ms) against its ``key`` AP; ``points`` is
+    [(name, ms, AP)]."""
     figure = new_figure(6.5, 4.5)
     ax = figure.add_subplot()
-    for name, ms, ap, _ in points:
+    for name, ms, ap in points:
         ax.scatter([ms], [ap], s=40)
         ax.annotate(name, (ms, ap), textcoords="offset points", xytext=(5, 5), fontsize="small")
-    labels = sorted({label for *_, label in points})
     ax.set_xlabel("latency (ms per image, median)")
-    ax.set_ylabel(" / ".join(labels))
+    ax.set_ylabel({"segm/AP": "mask AP", "bbox/AP": "box AP"}[key])
     ax.set_title("speed / accuracy (up and left is better)")
     ax.grid(alpha=0.3)
     ax.margins(0.25)
@@ -62,9 +59,10 @@ def plot_speed_accuracy(path, points):
 
 
 def write_comparison(runs, output_dir, latency_ms=None, note=""):
-    """Writes ``report.html``, ``curves.png`` and (with latencies) ``speed_accuracy.png`` into
-    ``output_dir``; ``runs`` is {name: run folder}, ``latency_ms`` {name: ms} for the runs that
-    were benchmarked. Returns {name: path}."""
+    """Writes ``report.html``, ``curves.png`` and (with latencies) ``speed_accuracy.png`` (mask
+    AP where every run has one, else box AP) into ``output_dir``; ``runs`` is {name: run
+    folder}, ``latency_ms`` {name: ms} for the runs that were benchmarked. Returns
+    {name: path}."""
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     latency_ms = latency_ms or {}
@@ -74,11 +72,11 @@ def write_comparison(runs, output_dir, latency_ms=None, note=""):
     curves = plot_curves(rows, output / "curves.png")
     if curves:
         files["curves"] = curves
-    points = [(name, latency_ms[name], *headline_ap(evaluations[name]))
-              for name in runs if name in latency_ms and headline_ap(evaluations[name])[0]
-              is not None]
+    key = accuracy_key(evaluations.values())
+    points = [(name, latency_ms[name], evaluations[name][key])
+              for name in runs if name in latency_ms and key in evaluations[name]]
     if points:
-        files["speed_accuracy"] = plot_speed_accuracy(output / "speed_accuracy.png", points)
+        files["speed_accuracy"] = plot_speed_accuracy(output / "speed_accuracy.png", points, key)
 
     page = Page(output, f"rtinst comparison of {len(runs)} runs")
     if note:
