@@ -62,24 +62,21 @@ def _rgb_tensor(bgr):
     return torch.from_numpy(np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1)))
 
 
-def _candidates(model, image):
+def _candidates(model, image, monkeypatch):
     """Our detections of ``image`` and the candidates NMS chose them from: (boxes (N, 4) at
     the network's scale, class probabilities (C, N))."""
     import yolact.inference as inference
 
-    seen = {}
+    seen, real = {}, inference.suppress
 
     def recording(nms_type, boxes, scores, *args):
         seen["boxes"], seen["scores"] = boxes, scores
         return real(nms_type, boxes, scores, *args)
 
-    real = inference.suppress
-    inference.suppress = recording
-    try:
+    with monkeypatch.context() as patch:
+        patch.setattr(inference, "suppress", recording)
         with torch.no_grad():
             instances = model([{"image": _rgb_tensor(image)}])[0]["instances"]
-    finally:
-        inference.suppress = real
     return instances, seen["boxes"], seen["scores"]
 
 
@@ -98,7 +95,7 @@ def _nms_tie(det, ours_box, candidates, nms_threshold):
 
 
 @pytest.mark.slow
-def test_same_detections_as_the_reference(case):
+def test_same_detections_as_the_reference(case, monkeypatch):
     """Same boxes, scores, classes and masks; where the reference kept one of two overlapping
     candidates whose scores differ by float noise only (4e-7 seen) and we keep the other (which
     one survives NMS depends on the CPU's rounding), the tie is checked on our candidates and
@@ -107,7 +104,7 @@ def test_same_detections_as_the_reference(case):
     reference = record["inference"]
     image = seeded.seeded_image(reference["image_seed"])
     assert seeded.array_digest(image) == reference["image_sha256"]
-    ours, *candidates = _candidates(model, image)
+    ours, *candidates = _candidates(model, image, monkeypatch)
     rescored = model.mask_iou_head is not None
     # our scores: the reference's mask scores (confidence x predicted IoU) where it re-scores
     ref = reference["detections"]

@@ -21,7 +21,6 @@ then two finished runs with their latencies):
       --benchmark bench.json
 """
 import argparse
-import csv
 import json
 import subprocess
 import sys
@@ -106,19 +105,15 @@ def benchmark_latencies(path, runs):
 
 
 def final_results(output_dir):
-    """The last evaluation in ``output_dir``/metrics.json (results.csv for an ``--eval-only``
-    folder): {"bbox": {...}, "segm": {...}}."""
-    path = Path(output_dir) / "metrics.json"
-    if path.is_file():
-        records = [json.loads(line) for line in path.read_text().splitlines()]
-    else:
-        path = Path(output_dir) / "results.csv"
-        with open(path, newline="") as f:
-            records = [{k: float(v) for k, v in r.items() if v} for r in csv.DictReader(f)]
-    evaluated = [r for r in records if "bbox/AP" in r]
-    if not evaluated:
-        raise RuntimeError(f"{path} holds no evaluation (is DATASETS.TEST set?)")
-    last = evaluated[-1]
+    """The last evaluation of the run in ``output_dir`` (its metrics.json; results.csv for an
+    ``--eval-only`` folder): {"bbox": {...}, "segm": {...}}."""
+    # only here: the tool's other paths need no torch
+    from rtinst.reports.comparison import run_rows
+    from rtinst.reports.training_log import final_evaluation
+
+    last = final_evaluation(run_rows(output_dir))
+    if "bbox/AP" not in last:
+        raise RuntimeError(f"{output_dir} holds no evaluation (is DATASETS.TEST set?)")
     return {
         task: {m: last[f"{task}/{m}"] for m in METRICS if f"{task}/{m}" in last}
         for task in ("bbox", "segm")

@@ -27,13 +27,14 @@ TABLE_METRICS = (("bbox", "AP"), ("bbox", "AP50"), ("segm", "AP"), ("segm", "AP5
 
 
 def run_rows(folder):
-    """A run's ``results.csv`` rows, or (runs made before it existed) its ``metrics.json``'s; a
+    """A run's rows: from its ``metrics.json`` (the log itself, also of runs made before
+    ``results.csv`` existed), else from its ``results.csv`` (an ``--eval-only`` folder); a
     ``FileNotFoundError`` naming the folder when it has neither."""
     folder = Path(folder)
-    if (folder / RESULTS_FILE).is_file():
-        return read_results_csv(folder / RESULTS_FILE)
     if (folder / "metrics.json").is_file():
         return results_rows(read_metrics(folder / "metrics.json"))
+    if (folder / RESULTS_FILE).is_file():
+        return read_results_csv(folder / RESULTS_FILE)
     raise FileNotFoundError(f"{folder}: no {RESULTS_FILE} or metrics.json (not a finished run)")
 
 

@@ -38,10 +38,9 @@ def greedy_matches(ious, scores, threshold):
 def add_image(matrix, truth, predicted, score_threshold, iou_threshold):
     """Counts one image into ``matrix`` ((K + 1) x (K + 1), the last row / column background)."""
     background = matrix.shape[0] - 1
-    keep = np.flatnonzero(predicted.scores >= score_threshold) if len(predicted) else []
+    keep = np.flatnonzero(predicted.scores >= score_threshold)
     regions = [predicted.regions[i] for i in keep]
-    classes = predicted.classes[keep] if len(keep) else np.zeros(0, int)
-    scores = predicted.scores[keep] if len(keep) else np.zeros(0)
+    classes, scores = predicted.classes[keep], predicted.scores[keep]
     crowd = truth.crowd if truth.crowd is not None else np.zeros(len(truth), bool)
     real = np.flatnonzero(~crowd)
     ious = iou_matrix(regions, [truth.regions[g] for g in real])

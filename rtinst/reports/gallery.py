@@ -10,13 +10,15 @@ from detectron2.data.detection_utils import read_image
 from detectron2.structures import Boxes, BoxMode, Instances
 from detectron2.utils.visualizer import Visualizer
 
+from .instances import contiguous_classes
+
 TILE_HEIGHT = 256
 CAPTION_HEIGHT = 22
 PAIRS_PER_ROW = 2
 JPEG_QUALITY = 90  # photos: a PNG would be ten times larger
 
 
-def prediction_instances(results, height, width, to_contiguous, score_threshold):
+def prediction_instances(results, height, width, metadata, score_threshold):
     """Detectron2 ``Instances`` of one image's COCO-format results scoring at least
     ``score_threshold`` (masks decoded where the results have them)."""
     kept = [r for r in results if r["score"] >= score_threshold]
@@ -24,10 +26,7 @@ def prediction_instances(results, height, width, to_contiguous, score_threshold)
     boxes = [BoxMode.convert(list(r["bbox"]), BoxMode.XYWH_ABS, BoxMode.XYXY_ABS) for r in kept]
     instances.pred_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
     instances.scores = torch.tensor([r["score"] for r in kept], dtype=torch.float32)
-    classes = [r["category_id"] for r in kept]
-    if to_contiguous is not None:
-        classes = [to_contiguous[c] for c in classes]
-    instances.pred_classes = torch.tensor(classes, dtype=torch.int64)
+    instances.pred_classes = torch.tensor(contiguous_classes(kept, metadata), dtype=torch.int64)
     if kept and all("segmentation" in r for r in kept):
         masks = mask_util.decode([r["segmentation"] for r in kept])
         instances.pred_masks = torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1)))
@@ -62,8 +61,7 @@ def gallery_pair(record, results, metadata, score_threshold):
     """One image (RGB): the ground truth on the left, the predictions on the right."""
     image = read_image(record["file_name"], format="RGB")
     truth = Visualizer(image, metadata).draw_dataset_dict(record).get_image()
-    instances = prediction_instances(results, image.shape[0], image.shape[1],
-                                     metadata.get("thing_dataset_id_to_contiguous_id", None),
+    instances = prediction_instances(results, image.shape[0], image.shape[1], metadata,
                                      score_threshold)
     predicted = Visualizer(image, metadata).draw_instance_predictions(instances).get_image()
     name = os.path.basename(record["file_name"])
@@ -73,10 +71,11 @@ def gallery_pair(record, results, metadata, score_threshold):
     ], axis=1, gap=6)
 
 
-def write_gallery(path, records, results_by_image, metadata, score_threshold):
-    """The pairs of ``records`` on a grid of ``PAIRS_PER_ROW`` columns, saved as ``path`` (its
-    extension gives the format: .jpg, .png)."""
-    pairs = [gallery_pair(r, results_by_image.get(r["image_id"], []), metadata, score_threshold)
+def write_gallery(path, records, grouped, metadata, score_threshold):
+    """The pairs of ``records`` (their results in ``grouped``, {image_id: [result, ...]}) on a
+    grid of ``PAIRS_PER_ROW`` columns, saved as ``path`` (its extension gives the format: .jpg,
+    .png)."""
+    pairs = [gallery_pair(r, grouped.get(r["image_id"], []), metadata, score_threshold)
              for r in records]
     rows = [_join(pairs[i:i + PAIRS_PER_ROW], axis=1)
             for i in range(0, len(pairs), PAIRS_PER_ROW)]

@@ -44,22 +44,31 @@ def ground_truth(record, task):
                           crowd=np.array([bool(a.get("iscrowd", 0)) for a in annotations]))
 
 
-def predictions_by_image(results, metadata, task):
-    """{image_id: ImageInstances} of COCO-format results (``coco_instances_results.json``:
-    dataset category ids, mapped back to contiguous indices through ``metadata``)."""
-    to_contiguous = metadata.get("thing_dataset_id_to_contiguous_id", None)
+def results_by_image(results):
+    """{image_id: [result, ...]} of COCO-format results (``coco_instances_results.json``)."""
     grouped = defaultdict(list)
     for result in results:
         grouped[result["image_id"]].append(result)
+    return grouped
+
+
+def contiguous_classes(results, metadata):
+    """The contiguous class indices of COCO-format results (dataset category ids, mapped back
+    through ``metadata``'s ``thing_dataset_id_to_contiguous_id`` where it has one)."""
+    to_contiguous = metadata.get("thing_dataset_id_to_contiguous_id", None)
+    classes = [r["category_id"] for r in results]
+    return classes if to_contiguous is None else [to_contiguous[c] for c in classes]
+
+
+def predictions_by_image(grouped, metadata, task):
+    """{image_id: ImageInstances} of ``results_by_image``'s groups."""
     key = "segmentation" if task == "segm" else "bbox"
-    by_image = {}
-    for image_id, found in grouped.items():
-        classes = [r["category_id"] for r in found]
-        if to_contiguous is not None:
-            classes = [to_contiguous[c] for c in classes]
-        by_image[image_id] = ImageInstances([r[key] for r in found], np.array(classes, int),
-                                            np.array([r["score"] for r in found], float))
-    return by_image
+    return {
+        image_id: ImageInstances([r[key] for r in found],
+                                 np.array(contiguous_classes(found, metadata), int),
+                                 np.array([r["score"] for r in found], float))
+        for image_id, found in grouped.items()
+    }
 
 
 def iou_matrix(predicted, truth, crowd=None):

@@ -26,7 +26,7 @@ from .confusion_matrix import confusion_matrix, plot_confusion, write_confusion_
 from .curves import plot_curves
 from .gallery import write_gallery
 from .html_page import Page, number, table
-from .instances import ImageInstances, ground_truth, predictions_by_image
+from .instances import ImageInstances, ground_truth, predictions_by_image, results_by_image
 from .per_class import per_class_rows, plot_per_class, write_per_class_csv
 from .pr_curves import TASK_NAMES, curve_rows, plot_pr_curves, write_curves_csv
 from .precision import PrecisionArray
@@ -126,7 +126,8 @@ class DatasetAnalysis:
                         self.name, PREDICTIONS_FILE)
             return self.files
         task = self.mask_task()
-        by_image = predictions_by_image(self.predictions, self.metadata, task)
+        grouped = results_by_image(self.predictions)
+        by_image = predictions_by_image(grouped, self.metadata, task)
         pairs = [(ground_truth(r, task), by_image.get(r["image_id"], _empty_predictions()))
                  for r in self.records]
         classes = self.metadata.get("thing_classes")
@@ -138,11 +139,8 @@ class DatasetAnalysis:
             f"{self.name}: {TASK_NAMES[task]} IoU >= {report.IOU_THRESH:g}, "
             f"score >= {report.SCORE_THRESH:g}, rows normalised")
         if report.GALLERY_IMAGES > 0 and self.records:
-            results = {}
-            for prediction in self.predictions:
-                results.setdefault(prediction["image_id"], []).append(prediction)
             self.files["gallery"] = write_gallery(
-                self.path("gallery.jpg"), self.records[:report.GALLERY_IMAGES], results,
+                self.path("gallery.jpg"), self.records[:report.GALLERY_IMAGES], grouped,
                 self.metadata, report.GALLERY_SCORE_THRESH)
         return self.files
 
