@@ -34,13 +34,14 @@ class CenterROIHeads(ROIHeads):
     @configurable
     def __init__(self, *, in_features: List[str], mask_pooler: ScaleAdaptiveROIPooler,
                  mask_head: torch.nn.Module, maskiou_head: Optional[MaskIoUHead] = None,
-                 maskiou_weight: float = 1.0, **kwargs):
+                 maskiou_weight: float = 1.0, clamp_iou: bool = False, **kwargs):
         """
         Args:
             in_features: pyramid levels pooled from, fine to coarse (e.g. p3, p4, p5).
             mask_pooler: RoIAlign over those levels (Eq. 2 or Eq. 1 assignment).
             mask_head: SAG-Mask (or any Detectron2 mask head with ``layers``).
             maskiou_head: None disables mask scoring; maskiou_weight: its loss weight.
+            clamp_iou: clamp the predicted IoU to [0, 1] in ``mask_scores``.
             kwargs: ``ROIHeads``'s (num_classes, batch_size_per_image, positive_fraction,
                 proposal_matcher, proposal_append_gt).
         """
@@ -50,6 +51,7 @@ class CenterROIHeads(ROIHeads):
         self.mask_head = mask_head
         self.maskiou_head = maskiou_head
         self.maskiou_weight = maskiou_weight
+        self.clamp_iou = clamp_iou
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -77,6 +79,7 @@ class CenterROIHeads(ROIHeads):
             "mask_head": build_mask_head(cfg, roi_shape),
             "maskiou_head": maskiou_head,
             "maskiou_weight": cfg.MODEL.MASKIOU_LOSS_WEIGHT,
+            "clamp_iou": cfg.MODEL.ROI_MASKIOU_HEAD.CLAMP_IOU,
         }
 
     def _pool(self, features: Dict[str, torch.Tensor], instances: List[Instances], boxes: str):
@@ -138,5 +141,5 @@ class CenterROIHeads(ROIHeads):
                 i.mask_scores = i.scores
             return instances
         mask_probs = cat([i.pred_masks for i in instances])
-        mask_iou_inference(self.maskiou_head(roi_features, mask_probs), instances)
+        mask_iou_inference(self.maskiou_head(roi_features, mask_probs), instances, self.clamp_iou)
         return instances

@@ -12,3 +12,6 @@ def add_centermask_config(cfg):
     cfg.MODEL.ROI_MASKIOU_HEAD = CN()
     cfg.MODEL.ROI_MASKIOU_HEAD.CONV_DIM = 256
     cfg.MODEL.ROI_MASKIOU_HEAD.NUM_CONV = 4
+    # clamp the predicted IoU to [0, 1] before it multiplies the box score into mask_scores;
+    # False: the raw prediction, as centermask2
+    cfg.MODEL.ROI_MASKIOU_HEAD.CLAMP_IOU = False

@@ -117,14 +117,17 @@ def mask_iou_loss(pred_iou: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return 0.5 * F.mse_loss(pred_iou[keep], targets[keep], reduction="mean")
 
 
-def mask_iou_inference(pred_iou: torch.Tensor, instances: List[Instances]) -> None:
-    """Sets ``mask_scores`` = ``scores`` x predicted IoU (clamped to [0, 1]) of the predicted
-    class, per image.
+def mask_iou_inference(pred_iou: torch.Tensor, instances: List[Instances],
+                       clamp_iou: bool = False) -> None:
+    """Sets ``mask_scores`` = ``scores`` x predicted IoU of the predicted class, per image.
 
     Args:
         pred_iou: (M, num_classes) for the M detections of all images, in order.
+        clamp_iou: clamp the predicted IoU to [0, 1] first (centermask2 does not).
     """
     classes = cat([i.pred_classes for i in instances])
-    ious = pred_iou[torch.arange(len(classes), device=classes.device), classes].clamp(0, 1)
+    ious = pred_iou[torch.arange(len(classes), device=classes.device), classes]
+    if clamp_iou:
+        ious = ious.clamp(0, 1)
     for image_ious, image_instances in zip(ious.split([len(i) for i in instances]), instances):
         image_instances.mask_scores = image_instances.scores * image_ious

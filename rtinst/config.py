@@ -47,7 +47,13 @@ def add_fcos_config(cfg):
     _C.NMS_TH = 0.6
     _C.POST_NMS_TOPK_TRAIN = 100
     _C.POST_NMS_TOPK_TEST = 100
-    _C.THRESH_WITH_CTR = False  # apply INFERENCE_TH to sqrt(cls * ctr) instead of cls
+    _C.THRESH_WITH_CTR = False  # apply INFERENCE_TH to cls * ctr instead of cls
+    # clip the boxes to the image before the NMS, drop those clipped to nothing before the top-k
+    # and pool masks from the clipped boxes; False (AdelaiDet, centermask2): boxes are clipped
+    # only by Detectron2's detector_postprocess at the end, which drops the empty ones then
+    _C.CLIP_BEFORE_NMS = False
+    # POST_NMS_TOPK_* also keep every detection tied with the k-th score (the references do)
+    _C.POST_NMS_KEEP_TIES = True
     # P6/P7 built on top of the FPN: 2 levels (P6, P7), 1 level, or 0
     _C.TOP_LEVELS = 2
     # as a proposal generator: also hand the per-location tower features to later heads

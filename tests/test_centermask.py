@@ -92,7 +92,9 @@ def test_mask_iou_loss_trains_only_the_maskiou_head():
 
 
 def test_default_predictor_returns_masks_at_image_resolution_and_mask_scores():
-    out = predict_untrained(tiny_centermask_cfg(), k=7)
+    cfg = tiny_centermask_cfg()
+    cfg.MODEL.ROI_MASKIOU_HEAD.CLAMP_IOU = True
+    out = predict_untrained(cfg, k=7)
     assert 0 < len(out) <= 7
     assert out.pred_masks.shape == (len(out), 150, 210) and out.pred_masks.dtype == torch.bool
     assert out.mask_scores.shape == out.scores.shape

@@ -142,3 +142,15 @@ def test_mask_scoring_recalibrates_scores_by_the_predicted_iou_of_the_predicted_
     # the better-predicted mask now ranks first although its box score is lower
     assert instances.mask_scores.argmax().item() == 1 and instances.scores.argmax().item() == 0
     assert math.isclose(instances.scores[0].item(), 0.9, rel_tol=1e-6)  # box scores unchanged
+
+
+def test_mask_scores_take_the_raw_predicted_iou_unless_clamped():
+    # centermask2 multiplies by the raw regression output, even outside [0, 1]
+    pred_iou = torch.tensor([[1.25, 0.2], [-0.5, 0.1]])
+    raw = Instances((10, 10), scores=torch.tensor([0.8, 0.5]), pred_classes=torch.tensor([0, 0]))
+    mask_iou_inference(pred_iou, [raw])
+    torch.testing.assert_close(raw.mask_scores, torch.tensor([0.8 * 1.25, 0.5 * -0.5]))
+    clamped = Instances((10, 10), scores=torch.tensor([0.8, 0.5]),
+                        pred_classes=torch.tensor([0, 0]))
+    mask_iou_inference(pred_iou, [clamped], clamp_iou=True)
+    torch.testing.assert_close(clamped.mask_scores, torch.tensor([0.8, 0.0]))

@@ -55,10 +55,14 @@ def test_unnormalised_distances_are_pixels():
     assert result.pred_boxes.tensor.tolist() == [[17, 9, 23, 15]]
 
 
-def test_boxes_are_clipped_to_the_unpadded_image():
-    # point (28, 28) +- 2 strides = (12, 12, 44, 44), clipped to the 30 x 26 (h x w) image
-    result = _postprocess(_head_outputs({(3, 3, 0): 0.9}, distances=2.0), image_size=(30, 26))
-    assert result.pred_boxes.tensor.tolist() == [[12, 12, 26, 30]]
+def test_boxes_leave_unclipped_unless_clipped_before_nms():
+    # point (28, 28) +- 2 strides = (12, 12, 44, 44); the 30 x 26 (h x w) image clips it to
+    # (12, 12, 26, 30) only with clip_before_nms (else detector_postprocess does, at the end)
+    outputs = _head_outputs({(3, 3, 0): 0.9}, distances=2.0)
+    assert _postprocess(outputs, image_size=(30, 26)).pred_boxes.tensor.tolist() == [
+        [12, 12, 44, 44]]
+    clipped = _postprocess(outputs, image_size=(30, 26), clip_before_nms=True)
+    assert clipped.pred_boxes.tensor.tolist() == [[12, 12, 26, 30]]
 
 
 def test_threshold_on_class_probability_or_on_combined_score():
@@ -67,8 +71,12 @@ def test_threshold_on_class_probability_or_on_combined_score():
     kept = _postprocess(outputs, score_threshold=0.5)
     assert kept.locations.tolist() == [[4, 4]]
     assert kept.scores.item() == pytest.approx(0.4)
-    assert len(_postprocess(outputs, score_threshold=0.5, thresh_with_ctr=True)) == 0
-    assert len(_postprocess(outputs, score_threshold=0.35, thresh_with_ctr=True)) == 1
+    # thresh_with_ctr: the threshold applies to cls x ctr = 0.16 (AdelaiDet), the score
+    # reported is still its square root
+    assert len(_postprocess(outputs, score_threshold=0.35, thresh_with_ctr=True)) == 0
+    kept = _postprocess(outputs, score_threshold=0.15, thresh_with_ctr=True)
+    assert kept.locations.tolist() == [[4, 4]]
+    assert kept.scores.item() == pytest.approx(0.4)
 
 
 def test_pre_and_post_nms_top_k_keep_the_best_scores():
@@ -83,12 +91,15 @@ def test_pre_and_post_nms_top_k_keep_the_best_scores():
 
 
 def test_nms_suppresses_overlapping_boxes_of_one_class_only():
-    # cells (1, 1) and (1, 2) with 2-stride distances: boxes (0, 0, 28, 28) and (4, 0, 32, 28)
-    # after clipping, IoU = 672 / 896 = 0.75 > 0.6
-    same_class = _postprocess(_head_outputs({(1, 1, 0): 0.9, (1, 2, 0): 0.8}, distances=2.0))
+    # cells (1, 1) and (1, 2) with 2-stride distances: boxes (-4, -4, 28, 28), (4, -4, 36, 28),
+    # IoU = 768 / 1280 = 0.6; clipped to the 32 x 32 image first, (0, 0, 28, 28) and
+    # (4, 0, 32, 28) overlap by 672 / 896 = 0.75
+    outputs = _head_outputs({(1, 1, 0): 0.9, (1, 2, 0): 0.8}, distances=2.0)
+    assert _postprocess(outputs).locations.tolist() == [[12, 12]]
+    assert len(_postprocess(outputs, nms_threshold=0.65)) == 2
+    same_class = _postprocess(outputs, nms_threshold=0.65, clip_before_nms=True)
     assert same_class.locations.tolist() == [[12, 12]]
-    assert len(_postprocess(_head_outputs({(1, 1, 0): 0.9, (1, 2, 0): 0.8}, distances=2.0),
-                            nms_threshold=0.8)) == 2
+    assert len(_postprocess(outputs, nms_threshold=0.8, clip_before_nms=True)) == 2
     # the same cell predicting both classes: identical boxes, both kept (class-aware NMS)
     two_classes = _postprocess(_head_outputs({(1, 1, 0): 0.9, (1, 1, 1): 0.8}, distances=2.0))
     assert sorted(two_classes.pred_classes.tolist()) == [0, 1]
@@ -108,11 +119,23 @@ def test_no_candidates_gives_empty_instances():
     assert len(result) == 0 and result.pred_boxes.tensor.shape == (0, 4)
 
 
-def test_a_box_clipped_to_nothing_is_dropped_before_the_top_k():
+def test_a_box_clipped_to_nothing_is_dropped_before_the_top_k_only_if_clipped_before_nms():
     # in a 16 x 16 image, the cell at point (28, 28) lies in the padding: with distances of one
-    # stride its box (20, 20, 36, 36) clips to nothing. It has the best score, yet the one
-    # detection kept must be the real box of point (4, 4)
+    # stride its box (20, 20, 36, 36) clips to nothing. It has the best score: the references
+    # keep it as the one detection (detector_postprocess then drops it: no detection left);
+    # clipped before the NMS, the one detection kept is the real box of point (4, 4)
     outputs = _head_outputs({(3, 3, 0): 0.9, (0, 0, 1): 0.6})
-    result = _postprocess(outputs, image_size=(16, 16), post_nms_topk=1)
+    reference = _postprocess(outputs, image_size=(16, 16), post_nms_topk=1)
+    assert reference.locations.tolist() == [[28, 28]]
+    result = _postprocess(outputs, image_size=(16, 16), post_nms_topk=1, clip_before_nms=True)
     assert result.locations.tolist() == [[4, 4]]
     assert result.pred_boxes.tensor.tolist() == [[0, 0, 12, 12]]
+
+
+def test_post_nms_top_k_keeps_the_detections_tied_with_the_k_th_unless_told_not_to():
+    probs = {(0, 0, 0): 0.9, (0, 3, 0): 0.7, (3, 0, 1): 0.7, (3, 3, 1): 0.5}
+    outputs = _head_outputs(probs, distances=0.5)
+    tied = _postprocess(outputs, post_nms_topk=2)
+    assert sorted(tied.locations.tolist()) == [[4, 4], [4, 28], [28, 4]]
+    assert len(_postprocess(outputs, post_nms_topk=2, keep_ties=False)) == 2
+    assert len(_postprocess(outputs, post_nms_topk=0)) == 4  # <= 0: no limit

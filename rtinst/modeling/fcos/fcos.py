@@ -80,6 +80,8 @@ class FCOS(nn.Module):
                 post_nms_topk=post_nms_topk,
                 thresh_with_ctr=fcfg.THRESH_WITH_CTR,
                 norm_reg_targets=fcfg.NORM_REG_TARGETS,
+                clip_before_nms=fcfg.CLIP_BEFORE_NMS,
+                keep_ties=fcfg.POST_NMS_KEEP_TIES,
             )
 
         return {

@@ -1,5 +1,13 @@
 """FCOS inference (Sec. 3.3): score = sqrt(classification x center-ness), boxes decoded from each
-location's (l, t, r, b), per-level pre-NMS top-k, then class-aware NMS per image."""
+location's (l, t, r, b), per-level pre-NMS top-k, then class-aware NMS per image.
+
+By default this is AdelaiDet's and centermask2's post-processing exactly: the threshold applies to
+the class probability, or to cls x ctr with ``thresh_with_ctr`` (the reported score is always its
+square root); boxes leave unclipped (Detectron2's ``detector_postprocess`` clips them and drops
+the empty ones after the top-k, so the masks are pooled from the unclipped boxes); the post-NMS
+top-k keeps every detection tied with the k-th score. ``clip_before_nms`` clips before the NMS
+and drops boxes clipped to nothing before the top-k (masks then pooled from the clipped box).
+"""
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -22,16 +30,21 @@ class FCOSPostprocessor:
         post_nms_topk: int,
         thresh_with_ctr: bool,
         norm_reg_targets: bool,
+        clip_before_nms: bool = False,
+        keep_ties: bool = True,
     ):
         """
         Args:
             strides: stride of each level.
             score_threshold: candidates need a classification probability above it
-                (sqrt(cls x ctr) when ``thresh_with_ctr``).
+                (cls x ctr when ``thresh_with_ctr``).
             pre_nms_topk: candidates kept per image and level, by final score.
             nms_threshold: IoU threshold of the class-aware NMS.
-            post_nms_topk: detections kept per image.
+            post_nms_topk: detections kept per image (<= 0: all).
             norm_reg_targets: the distances are in units of the level's stride.
+            clip_before_nms: clip the boxes to the image before the NMS and drop those clipped
+                to nothing (else they are left to ``detector_postprocess``, as the references do).
+            keep_ties: the post-NMS top-k also keeps the detections tied with the k-th score.
         """
         self.strides = list(strides)
         self.score_threshold = score_threshold
@@ -40,6 +53,8 @@ class FCOSPostprocessor:
         self.post_nms_topk = post_nms_topk
         self.thresh_with_ctr = thresh_with_ctr
         self.norm_reg_targets = norm_reg_targets
+        self.clip_before_nms = clip_before_nms
+        self.keep_ties = keep_ties
 
     def __call__(
         self,
@@ -54,8 +69,8 @@ class FCOSPostprocessor:
         Args:
             logits (N, K, H, W), bbox_reg (N, 4, H, W), ctrness (N, 1, H, W): per level, the head's
                 outputs; locations: per level, (H * W, 2) image points.
-            image_sizes: (height, width) of each image before padding; boxes are clipped to it
-                and those clipped to nothing (locations in the padding) dropped.
+            image_sizes: (height, width) of each image before padding (with ``clip_before_nms``,
+                boxes are clipped to it and those clipped to nothing dropped).
             top_feats: per level (N, D, H, W) ``top_module`` outputs, copied to ``top_feat``.
 
         Returns:
@@ -79,43 +94,49 @@ class FCOSPostprocessor:
         num_images, num_classes = logits.shape[:2]
         cls_prob = logits.sigmoid().reshape(num_images, num_classes, -1).permute(0, 2, 1)
         ctr_prob = ctrness.sigmoid().reshape(num_images, -1, 1)
-        scores = torch.sqrt(cls_prob * ctr_prob)
+        combined = cls_prob * ctr_prob
         distances = bbox_reg.reshape(num_images, 4, -1).permute(0, 2, 1)
         if self.norm_reg_targets:
             distances = distances * self.strides[level]
-        thresholded = scores if self.thresh_with_ctr else cls_prob
+        thresholded = combined if self.thresh_with_ctr else cls_prob
 
         results = []
         for i, image_size in enumerate(image_sizes):
             location_inds, classes = torch.nonzero(
                 thresholded[i] > self.score_threshold, as_tuple=True
             )
-            candidate_scores = scores[i, location_inds, classes]
+            candidate_scores = combined[i, location_inds, classes]
             if len(candidate_scores) > self.pre_nms_topk:
                 candidate_scores, keep = candidate_scores.topk(self.pre_nms_topk)
                 location_inds, classes = location_inds[keep], classes[keep]
             points = locations[location_inds]
             ltrb = distances[i, location_inds]
             boxes = Boxes(torch.cat((points - ltrb[:, :2], points + ltrb[:, 2:]), dim=1))
-            boxes.clip(image_size)
             instances = Instances(
                 image_size,
                 pred_boxes=boxes,
-                scores=candidate_scores,
+                scores=candidate_scores.sqrt(),
                 pred_classes=classes,
                 locations=points,
                 fpn_levels=torch.full_like(classes, level),
             )
             if top_feats is not None:
                 instances.top_feat = top_feats[i].reshape(top_feats.shape[1], -1).t()[location_inds]
-            # a box of a location in the padding can be clipped to nothing: drop it here, not
-            # after the top-k (Detectron2's post-processing would, leaving fewer detections)
-            results.append(instances[boxes.nonempty()])
+            if self.clip_before_nms:
+                # a box of a location in the padding can be clipped to nothing: dropped here,
+                # before the top-k, rather than by detector_postprocess after it
+                boxes.clip(image_size)
+                instances = instances[boxes.nonempty()]
+            results.append(instances)
         return results
 
     def _nms(self, instances: Instances) -> Instances:
         keep = batched_nms(
             instances.pred_boxes.tensor, instances.scores, instances.pred_classes,
             self.nms_threshold,
-        )
-        return instances[keep[: self.post_nms_topk]]
+        )  # in decreasing score order
+        num_kept = self.post_nms_topk if self.post_nms_topk > 0 else len(keep)  # <= 0: no limit
+        if self.keep_ties and len(keep) > num_kept:
+            scores = instances.scores[keep]
+            num_kept = int((scores >= scores[num_kept - 1]).sum())
+        return instances[keep[:num_kept]]
