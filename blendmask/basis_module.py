@@ -40,14 +40,27 @@ def _conv(in_channels, out_channels, kernel_size, norm):
                               init=weight_init.c2_msra_fill)
 
 
-def semantic_targets(gt_instances: List[Instances], padded_size, stride: int, num_classes: int):
-    """(N, H/stride, W/stride) labels sampled at the cells' centres: 1 + class of the instance
-    covering the pixel (the smallest one where several overlap), 0 for background and
-    ``IGNORE_LABEL`` in the padding."""
+SEMANTIC_TARGET_STYLES = ("reference", "centred")
+
+
+def semantic_targets(gt_instances: List[Instances], padded_size, stride: int, num_classes: int,
+                     style: str = "centred"):
+    """(N, H/stride, W/stride) labels: 1 + class of the instance covering the pixel, 0 for
+    background.
+
+    ``style`` "reference" (AdelaiDet's thing maps, ``prepare_thing_sem_from_instance.py``, as
+    its loss reads them): later instances painted over earlier ones, the top-left pixel of each
+    cell (nearest 1/stride downsampling), the padding background (0). "centred": the smallest
+    instance on top, each cell's centre pixel, the padding ``IGNORE_LABEL``.
+    """
+    if style not in SEMANTIC_TARGET_STYLES:
+        raise ValueError(f"MODEL.BASIS_MODULE.SEMANTIC_TARGETS must be one of "
+                         f"{SEMANTIC_TARGET_STYLES}, got {style!r}")
+    reference = style == "reference"
     height, width = padded_size
     labels = []
     for instances in gt_instances:
-        canvas = torch.full((height, width), IGNORE_LABEL, dtype=torch.long,
+        canvas = torch.full((height, width), 0 if reference else IGNORE_LABEL, dtype=torch.long,
                             device=instances.gt_classes.device)
         h, w = instances.image_size
         canvas[:h, :w] = 0
@@ -56,9 +69,12 @@ def semantic_targets(gt_instances: List[Instances], padded_size, stride: int, nu
             if not isinstance(masks, BitMasks):
                 masks = BitMasks.from_polygon_masks(masks, h, w)
             masks = masks.tensor.to(canvas.device)
-            for i in masks.flatten(1).sum(dim=1).argsort(descending=True).tolist():
+            order = (range(len(masks)) if reference
+                     else masks.flatten(1).sum(dim=1).argsort(descending=True).tolist())
+            for i in order:
                 canvas[:h, :w][masks[i]] = int(instances.gt_classes[i]) + 1
-        labels.append(canvas[stride // 2 :: stride, stride // 2 :: stride])
+        offset = 0 if reference else stride // 2
+        labels.append(canvas[offset::stride, offset::stride])
     return torch.stack(labels)
 
 
@@ -87,6 +103,7 @@ class BasisModule(nn.Module):
         self.loss_weight = bcfg.LOSS_WEIGHT
         finest = input_shape[self.in_features[0]]
         self.semantic_stride = finest.stride
+        self.semantic_target_style = bcfg.SEMANTIC_TARGETS
         if self.loss_on:
             dim, norm = bcfg.CONVS_DIM, bcfg.NORM
             self.seg_head = nn.Sequential(
@@ -110,7 +127,8 @@ class BasisModule(nn.Module):
         if self.training and self.loss_on:
             logits = self.seg_head(inputs[0])
             padded = [s * self.semantic_stride for s in logits.shape[-2:]]
-            labels = semantic_targets(gt_instances, padded, self.semantic_stride, self.num_classes)
+            labels = semantic_targets(gt_instances, padded, self.semantic_stride, self.num_classes,
+                                      self.semantic_target_style)
             loss = F.cross_entropy(logits, labels, ignore_index=IGNORE_LABEL)
             losses["loss_basis_semantic"] = loss * self.loss_weight
         return bases, losses

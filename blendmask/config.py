@@ -38,3 +38,7 @@ def add_blendmask_config(cfg):
     _B.LOSS_ON = True
     _B.NUM_CLASSES = 80
     _B.LOSS_WEIGHT = 0.3
+    # its targets: "reference" (AdelaiDet: instances painted in annotation order, the top-left
+    # pixel of each cell, the padding background) or "centred" (smallest instance on top, the
+    # cells' centres, the padding ignored); see blendmask.basis_module.semantic_targets
+    _B.SEMANTIC_TARGETS = "reference"

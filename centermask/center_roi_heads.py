@@ -34,7 +34,9 @@ class CenterROIHeads(ROIHeads):
     @configurable
     def __init__(self, *, in_features: List[str], mask_pooler: ScaleAdaptiveROIPooler,
                  mask_head: torch.nn.Module, maskiou_head: Optional[MaskIoUHead] = None,
-                 maskiou_weight: float = 1.0, clamp_iou: bool = False, **kwargs):
+                 maskiou_weight: float = 1.0, clamp_iou: bool = False,
+                 maskiou_targets: str = "reference", detach_maskiou_inputs: bool = False,
+                 **kwargs):
         """
         Args:
             in_features: pyramid levels pooled from, fine to coarse (e.g. p3, p4, p5).
@@ -42,6 +44,9 @@ class CenterROIHeads(ROIHeads):
             mask_head: SAG-Mask (or any Detectron2 mask head with ``layers``).
             maskiou_head: None disables mask scoring; maskiou_weight: its loss weight.
             clamp_iou: clamp the predicted IoU to [0, 1] in ``mask_scores``.
+            maskiou_targets: ``mask_iou_targets``'s style ("reference" or "rescaled").
+            detach_maskiou_inputs: the mask-scoring loss does not reach the RoI features and the
+                mask head (centermask2 lets it).
             kwargs: ``ROIHeads``'s (num_classes, batch_size_per_image, positive_fraction,
                 proposal_matcher, proposal_append_gt).
         """
@@ -52,6 +57,8 @@ class CenterROIHeads(ROIHeads):
         self.maskiou_head = maskiou_head
         self.maskiou_weight = maskiou_weight
         self.clamp_iou = clamp_iou
+        self.maskiou_targets = maskiou_targets
+        self.detach_maskiou_inputs = detach_maskiou_inputs
 
     @classmethod
     def from_config(cls, cfg, input_shape: Dict[str, ShapeSpec]):
@@ -80,6 +87,8 @@ class CenterROIHeads(ROIHeads):
             "maskiou_head": maskiou_head,
             "maskiou_weight": cfg.MODEL.MASKIOU_LOSS_WEIGHT,
             "clamp_iou": cfg.MODEL.ROI_MASKIOU_HEAD.CLAMP_IOU,
+            "maskiou_targets": cfg.MODEL.ROI_MASKIOU_HEAD.TARGETS,
+            "detach_maskiou_inputs": cfg.MODEL.ROI_MASKIOU_HEAD.DETACH_INPUTS,
         }
 
     def _pool(self, features: Dict[str, torch.Tensor], instances: List[Instances], boxes: str):
@@ -121,11 +130,11 @@ class CenterROIHeads(ROIHeads):
         rows = torch.arange(len(labels), device=labels.device)
         class_agnostic = mask_logits.shape[1] == 1
         class_logits = mask_logits[rows, 0 if class_agnostic else labels]
-        # the head judges masks and features without changing them: with gradient into the FPN
-        # its L2 regression diverged (NaN within 13 iterations at LR 0.01 on the shapes data)
-        pred_iou = self.maskiou_head(roi_features.detach(),
-                                     class_logits.detach().sigmoid()[:, None])
-        targets = mask_iou_targets(class_logits, foreground)
+        mask_probs = class_logits.sigmoid()[:, None]
+        if self.detach_maskiou_inputs:
+            roi_features, mask_probs = roi_features.detach(), mask_probs.detach()
+        pred_iou = self.maskiou_head(roi_features, mask_probs)
+        targets = mask_iou_targets(class_logits, foreground, self.maskiou_targets)
         return mask_iou_loss(pred_iou[rows, labels], targets) * self.maskiou_weight
 
     def forward_with_given_boxes(self, features: Dict[str, torch.Tensor],

@@ -15,3 +15,11 @@ def add_centermask_config(cfg):
     # clamp the predicted IoU to [0, 1] before it multiplies the box score into mask_scores;
     # False: the raw prediction, as centermask2
     cfg.MODEL.ROI_MASKIOU_HEAD.CLAMP_IOU = False
+    # the IoU targets' full ground-truth area on the RoI grid: "reference" (centermask2: the in-box
+    # part over the share of the mask inside the box) or "rescaled" (the mask's area rescaled
+    # from image pixels to the grid); see centermask.mask_scoring.mask_iou_targets
+    cfg.MODEL.ROI_MASKIOU_HEAD.TARGETS = "reference"
+    # stop the mask-scoring loss at the RoI features and mask probabilities it judges; False
+    # (centermask2): it trains the mask head and the backbone too. On the shapes data the L2
+    # regression with gradient into the FPN diverged (NaN within 13 iterations at LR 0.01)
+    cfg.MODEL.ROI_MASKIOU_HEAD.DETACH_INPUTS = False

@@ -8,6 +8,7 @@ the union (so a box that cuts the object cannot score a perfect IoU).
 """
 from typing import List
 
+import pycocotools.mask as mask_util
 import torch
 from fvcore.nn import weight_init
 from torch import nn
@@ -76,30 +77,71 @@ def _full_areas(instances: Instances) -> torch.Tensor:
     return masks.area().float()
 
 
+def _shares_in_box(instances: Instances) -> torch.Tensor:
+    """Share of each ground-truth mask's area inside its proposal box (centermask2's ratio:
+    the polygons shifted into the box and rasterised at its size, truncated to whole pixels,
+    over the polygons' area), in [0, 1], float64."""
+    masks, boxes = instances.gt_masks, instances.proposal_boxes.tensor
+    if isinstance(masks, BitMasks):
+        x0, y0, x1, y1 = boxes.round().long().unbind(1)
+        inside = [m[max(int(a), 0):int(d), max(int(b), 0):int(c)].sum()
+                  for m, b, a, c, d in zip(masks.tensor, x0, y0, x1, y1)]
+        in_box = torch.stack(inside).double() if inside else boxes.new_zeros(0).double()
+        full = masks.tensor.flatten(1).sum(dim=1).double()
+    else:
+        in_box = []
+        for polygons, (bx0, by0, bx1, by1) in zip(masks.polygons, boxes.tolist()):
+            shifted = []
+            for p in polygons:
+                p = p.copy()
+                p[0::2] -= bx0
+                p[1::2] -= by0
+                shifted.append(p)
+            rles = mask_util.frPyObjects(shifted, int(by1 - by0), int(bx1 - bx0))
+            in_box.append(float(mask_util.area(rles).sum()))
+        in_box = torch.tensor(in_box, dtype=torch.float64)
+        full = torch.as_tensor(masks.area(), dtype=torch.float64)
+    return (in_box / full).clamp(0, 1).to(boxes.device)
+
+
+TARGET_STYLES = ("reference", "rescaled")
+
+
 @torch.no_grad()
-def mask_iou_targets(mask_logits: torch.Tensor, proposals: List[Instances]) -> torch.Tensor:
+def mask_iou_targets(mask_logits: torch.Tensor, proposals: List[Instances],
+                     style: str = "rescaled") -> torch.Tensor:
     """IoU of each binarised predicted mask (logit > 0) with its ground truth.
 
     Args:
         mask_logits: (M, R, R) logits of the ground-truth class, M = all proposals' boxes.
         proposals: per image, foreground proposals with ``proposal_boxes`` and ``gt_masks``.
+        style: how the union counts the ground truth's full area on the R x R grid of the box,
+            so that the part outside the box counts as missed: "reference" (centermask2) the
+            in-box ground truth on the grid divided by the share of the mask inside the box
+            (float64); "rescaled" the mask's area rescaled from image pixels to the grid.
 
     Returns:
-        (M,) IoUs. The union counts the ground truth's full area, rescaled from image pixels to
-        the R x R grid of the proposal box, so the part outside the box counts as missed.
+        (M,) IoUs.
     """
+    if style not in TARGET_STYLES:
+        raise ValueError(f"MODEL.ROI_MASKIOU_HEAD.TARGETS must be one of {TARGET_STYLES}, "
+                         f"got {style!r}")
     resolution = mask_logits.shape[-1]
     boxes = cat([p.proposal_boxes.tensor for p in proposals])
     gt_in_box = cat([
         p.gt_masks.crop_and_resize(p.proposal_boxes.tensor, resolution) for p in proposals
     ]).to(mask_logits.device, torch.float32)
+    predicted = (mask_logits > 0).float()
+    intersection = (predicted * gt_in_box).sum(dim=(1, 2))
+    if style == "reference":
+        shares = cat([_shares_in_box(p) for p in proposals]).clamp(min=1e-10)
+        gt_full = gt_in_box.sum(dim=(1, 2)) / shares
+        union = (predicted.sum(dim=(1, 2)) + gt_full - intersection).clamp(min=1.0)
+        return intersection / union
     box_areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-6)
     gt_full = cat([_full_areas(p) for p in proposals]).to(mask_logits.device)
     gt_full = gt_full * resolution**2 / box_areas
     gt_full = torch.maximum(gt_full, gt_in_box.sum(dim=(1, 2)))  # rasterisation rounding
-
-    predicted = (mask_logits > 0).float()
-    intersection = (predicted * gt_in_box).sum(dim=(1, 2))
     union = predicted.sum(dim=(1, 2)) + gt_full - intersection
     return intersection / union.clamp(min=1.0)
 

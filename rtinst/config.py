@@ -39,6 +39,9 @@ def add_fcos_config(cfg):
     _C.LOSS_ALPHA = 0.25
     _C.LOSS_GAMMA = 2.0
     _C.LOC_LOSS_TYPE = "giou"  # "iou", "linear_iou" or "giou"
+    # IoU of the loss = (intersection + s) / (union + s), in the regression's units (strides
+    # with NORM_REG_TARGETS): AdelaiDet's and centermask2's s = 1; 0: the plain IoU
+    _C.IOU_SMOOTHING = 1.0
     # inference
     _C.INFERENCE_TH_TRAIN = 0.05
     _C.INFERENCE_TH_TEST = 0.05

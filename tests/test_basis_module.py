@@ -78,7 +78,7 @@ def test_semantic_targets_by_hand():
     # 16x16 image padded to 16x24, stride 4: cells sample pixels (2 + 4i, 2 + 4j).
     # A big class-0 box over x, y in [0, 12) and a small class-2 box inside it over [4, 8) x [4, 8).
     instances = _instances((16, 16), [(0, 0, 12, 12), (4, 4, 8, 8)], [0, 2])
-    labels = semantic_targets([instances], (16, 24), stride=4, num_classes=3)
+    labels = semantic_targets([instances], (16, 24), stride=4, num_classes=3, style="centred")
     expected = torch.tensor([
         [1, 1, 1, 0, -1, -1],
         [1, 3, 1, 0, -1, -1],
@@ -87,6 +87,18 @@ def test_semantic_targets_by_hand():
     ])
     expected[expected == -1] = IGNORE_LABEL
     assert torch.equal(labels[0], expected)
+    # the reference style (AdelaiDet): painted in annotation order (here the big box last, over
+    # the small one), cells sample the top-left pixels (4i, 4j), the padding is background
+    reordered = _instances((16, 16), [(4, 4, 8, 8), (0, 0, 12, 12)], [2, 0])
+    labels = semantic_targets([reordered], (16, 24), stride=4, num_classes=3, style="reference")
+    assert torch.equal(labels[0], torch.tensor([
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [0, 0, 0, 0, 0, 0],
+    ]))
+    with pytest.raises(ValueError, match="SEMANTIC_TARGETS"):
+        semantic_targets([reordered], (16, 24), stride=4, num_classes=3, style="sorted")
 
 
 def test_semantic_loss_in_training_only_and_weighted():

@@ -80,15 +80,22 @@ def test_training_returns_every_loss_and_gradients_reach_every_part():
     assert without_gradient(parts) == []
 
 
-def test_mask_iou_loss_trains_only_the_maskiou_head():
-    # mask scoring reads the predicted masks and RoI features; its loss must not change them
+@pytest.mark.parametrize("detach", [True, False])
+def test_mask_iou_loss_reaches_the_mask_head_unless_its_inputs_are_detached(detach):
+    # centermask2 lets the mask-scoring loss train the mask head and the features it reads;
+    # MODEL.ROI_MASKIOU_HEAD.DETACH_INPUTS stops it at them
     torch.manual_seed(0)
-    model = build_model(tiny_centermask_cfg()).train()
+    cfg = tiny_centermask_cfg()
+    cfg.MODEL.ROI_MASKIOU_HEAD.DETACH_INPUTS = detach
+    model = build_model(cfg).train()
     with EventStorage():
         losses = model(batch_with_masks())
     losses["loss_maskiou"].backward()
     trained = {name for name, p in model.named_parameters() if p.grad is not None}
-    assert trained and all(name.startswith("roi_heads.maskiou_head.") for name in trained)
+    outside = {name for name in trained if not name.startswith("roi_heads.maskiou_head.")}
+    assert trained and bool(outside) != detach
+    if not detach:
+        assert any(name.startswith("roi_heads.mask_head.") for name in outside)
 
 
 def test_default_predictor_returns_masks_at_image_resolution_and_mask_scores():

@@ -101,6 +101,7 @@ class FCOS(nn.Module):
                 focal_alpha=fcfg.LOSS_ALPHA,
                 focal_gamma=fcfg.LOSS_GAMMA,
                 loc_loss_type=fcfg.LOC_LOSS_TYPE,
+                iou_smoothing=fcfg.IOU_SMOOTHING,
             ),
             "postprocess_train": postprocessor(
                 fcfg.INFERENCE_TH_TRAIN, fcfg.PRE_NMS_TOPK_TRAIN, fcfg.POST_NMS_TOPK_TRAIN

@@ -25,14 +25,17 @@ def _ltrb_area(ltrb: torch.Tensor) -> torch.Tensor:
     return (ltrb[:, 0] + ltrb[:, 2]).clamp(min=0) * (ltrb[:, 1] + ltrb[:, 3]).clamp(min=0)
 
 
-def ltrb_iou_loss(pred: torch.Tensor, target: torch.Tensor, loss_type: str) -> torch.Tensor:
+def ltrb_iou_loss(pred: torch.Tensor, target: torch.Tensor, loss_type: str,
+                  smoothing: float = 0.0) -> torch.Tensor:
     """Per-row IoU loss of two boxes given as distances (l, t, r, b) from the same point.
 
     loss_type: "iou" -log(IoU) (UnitBox), "linear_iou" 1 - IoU, "giou" 1 - GIoU.
+    smoothing: IoU = (intersection + s) / (union + s) (AdelaiDet's FCOS uses s = 1, in the
+        distances' units, i.e. strides with normalised targets).
     """
     intersection = _ltrb_area(torch.minimum(pred, target))
     union = _ltrb_area(pred) + _ltrb_area(target) - intersection
-    iou = intersection / union.clamp(min=IOU_EPS)
+    iou = (intersection + smoothing) / (union + smoothing).clamp(min=IOU_EPS)
     if loss_type == "iou":
         return -torch.log(iou.clamp(min=IOU_EPS))
     if loss_type == "linear_iou":
@@ -48,9 +51,11 @@ class FCOSLosses:
     predictions and targets."""
 
     def __init__(
-        self, num_classes: int, focal_alpha: float, focal_gamma: float, loc_loss_type: str
+        self, num_classes: int, focal_alpha: float, focal_gamma: float, loc_loss_type: str,
+        iou_smoothing: float = 0.0,
     ):
         self.num_classes = num_classes
+        self.iou_smoothing = iou_smoothing
         self.focal_alpha = focal_alpha
         self.focal_gamma = focal_gamma
         self.loc_loss_type = loc_loss_type
@@ -80,7 +85,8 @@ class FCOSLosses:
 
         ctr_targets = ctrness_targets[positive]
         ctr_weight_sum = mean_over_workers(ctr_targets.sum()).clamp(min=IOU_EPS)
-        loc = ltrb_iou_loss(bbox_reg[positive], reg_targets[positive], self.loc_loss_type)
+        loc = ltrb_iou_loss(bbox_reg[positive], reg_targets[positive], self.loc_loss_type,
+                            self.iou_smoothing)
         loss_loc = (loc * ctr_targets).sum() / ctr_weight_sum
 
         loss_ctr = F.binary_cross_entropy_with_logits(
