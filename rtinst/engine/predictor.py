@@ -4,6 +4,8 @@
   strictly (``load_weights``): a checkpoint whose parameters do not fit the model is an error, not
   a randomly initialised head;
 * images are checked (``check_image``) before anything else touches them;
+* with ``TEST.OPTIMIZE_FOR_INFERENCE`` it runs the model optimised for inference (BatchNorms
+  folded, channels-last weights), the outputs unchanged but for float rounding;
 * the output resolution is bounded (``bounded_output_size``), so that a 48-megapixel photo does not
   need gigabytes for its pasted masks.
 
@@ -21,6 +23,7 @@ from detectron2.modeling import build_model
 from fvcore.common.checkpoint import _filter_reused_missing_keys
 
 from rtinst.checkpoint import CheckpointError, SafeCheckpointer
+from rtinst.modeling.inference_fusion import optimize_for_inference
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT_PIXELS",
@@ -233,6 +236,8 @@ class Predictor:
         if len(self.cfg.DATASETS.TEST):
             self.metadata = MetadataCatalog.get(self.cfg.DATASETS.TEST[0])
         self.weights = load_weights(self.model, self.cfg.MODEL.WEIGHTS)
+        if self.cfg.TEST.OPTIMIZE_FOR_INFERENCE:
+            self.model = optimize_for_inference(self.model)
         self.aug = T.ResizeShortestEdge(
             [self.cfg.INPUT.MIN_SIZE_TEST, self.cfg.INPUT.MIN_SIZE_TEST],
             self.cfg.INPUT.MAX_SIZE_TEST,

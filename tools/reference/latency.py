@@ -8,7 +8,9 @@ weights, the same 512 x 640 picture and at the config's own score threshold.
 The two sides cannot share a process (both register "FCOS", "BlendMask"... in Detectron2), so
 each measurement is a fresh worker process (this script with ``--worker``) that builds one
 model, warms it up and times ``--iterations`` forward passes; rounds alternate reference and
-ours for every case, so drifts of the machine hit both alike. Reported: the median over every
+ours for every case, so drifts of the machine hit both alike. Ours is timed as rtinst's
+``Predictor`` runs it (``rtinst.modeling.inference_fusion.optimize_for_inference``; ``--plain``:
+as built). Reported: the median over every
 timed pass of each side, their ratio, and the detection counts (which must be equal).
 """
 import argparse
@@ -37,11 +39,14 @@ def _worker(args):
         inputs = runner.golden_inputs.inference_inputs()
     else:
         import rtinst  # noqa: F401
+        from rtinst.modeling.inference_fusion import optimize_for_inference
         from rtinst.reference import golden_inputs, seeded_models
 
         record = json.loads((runner.OUTPUT / f"{args.case}.json").read_text())
         model = seeded_models.build_seeded(str(ROOT / record["our_config"]),
                                            record["weights_sha256"])
+        if not args.plain:  # what rtinst's Predictor runs
+            model = optimize_for_inference(model)
         inputs = golden_inputs.inference_inputs()
     times = []
     with torch.inference_mode():
@@ -56,7 +61,7 @@ def _worker(args):
 def _measure(case, side, repo, args):
     command = [sys.executable, __file__, "--worker", "--case", case, "--side", side,
                "--threads", str(args.threads), "--iterations", str(args.iterations),
-               "--warmup", str(args.warmup)]
+               "--warmup", str(args.warmup)] + (["--plain"] if args.plain else [])
     if repo:
         command += ["--repo", str(repo)]
     out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
@@ -73,6 +78,8 @@ def main():
     parser.add_argument("--iterations", type=int, default=4, help="timed passes per worker")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--plain", action="store_true",
+                        help="time our model as built, without optimize_for_inference")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--side", choices=("reference", "ours"), help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -112,6 +119,7 @@ def main():
             "what": "inference latency, ours vs reference, same name-seeded weights, "
                     "512x640 seeded picture, configs' score thresholds",
             "command": " ".join(sys.argv), "commit": commit, "threads": args.threads,
+            "ours": "as built" if args.plain else "optimize_for_inference",
             "rounds": args.rounds, "iterations_per_worker": args.iterations,
             "warmup_per_worker": args.warmup, "machine": platform.processor() or platform.machine(),
             "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1) + "\n")

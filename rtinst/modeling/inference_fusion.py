@@ -1,0 +1,62 @@
+"""Inference-only speed-ups that keep the outputs (``optimize_for_inference``):
+
+* every frozen (or eval-mode) BatchNorm folded into the convolution before it, as scale and shift
+  of its weights and bias, so that a ResNet or VoVNet backbone stops paying one extra pass over
+  each feature map per convolution (``fold_batch_norms``);
+* the weights in channels-last memory order, which oneDNN's CPU convolutions run without
+  reordering every input and output (convolutions return channels-last when their weight is).
+
+The references (AdelaiDet, centermask2) run the norm after each conv in NCHW; optimised, the
+features agree to float rounding only, which on the golden fixtures' seeded weights flips mask
+pixels near 0.5 (IoU 0.95-0.999 with the reference's) and the order of near-tied detections, so
+``TEST.OPTIMIZE_FOR_INFERENCE`` is off by default. On this 2-core CPU: ResNet-50-FPN 0.51 ->
+0.38 s at 512 x 640.
+"""
+import copy
+
+import torch
+from torch import nn
+
+from detectron2.layers import FrozenBatchNorm2d
+
+__all__ = ["fold_batch_norms", "optimize_for_inference"]
+
+_FOLDABLE = (FrozenBatchNorm2d, nn.BatchNorm2d)
+
+
+def _fold(conv: nn.Conv2d, norm: nn.Module) -> None:
+    scale = norm.weight * (norm.running_var + norm.eps).rsqrt()
+    shift = norm.bias - norm.running_mean * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    conv.weight = nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1), requires_grad=False)
+    conv.bias = nn.Parameter(shift, requires_grad=False)
+
+
+@torch.no_grad()
+def fold_batch_norms(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with each BatchNorm that follows a plain convolution (a
+    Detectron2 ``Conv2d``'s ``norm``, or the next child of a ``nn.Sequential``) folded into it
+    and replaced by ``nn.Identity``. Not for training: the copy's folded weights are frozen and
+    its state dict no longer matches a checkpoint's."""
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():
+        norm = getattr(module, "norm", None)
+        if isinstance(module, nn.Conv2d) and isinstance(norm, _FOLDABLE):
+            _fold(module, norm)
+            module.norm = None
+        if isinstance(module, nn.Sequential):
+            names = list(module._modules)
+            for first, second in zip(names, names[1:]):
+                conv, norm = module._modules[first], module._modules[second]
+                plain = getattr(conv, "norm", None) is None and getattr(conv, "activation", None) is None
+                if isinstance(conv, nn.Conv2d) and plain and isinstance(norm, _FOLDABLE):
+                    _fold(conv, norm)
+                    module._modules[second] = nn.Identity()
+    return model
+
+
+def optimize_for_inference(model: nn.Module) -> nn.Module:
+    """An eval-mode copy of ``model`` with its BatchNorms folded and its weights channels-last;
+    for inference only (see ``fold_batch_norms``)."""
+    return fold_batch_norms(model).to(memory_format=torch.channels_last)
