@@ -83,9 +83,8 @@ def _shares_in_box(instances: Instances) -> torch.Tensor:
     over the polygons' area), in [0, 1], float64."""
     masks, boxes = instances.gt_masks, instances.proposal_boxes.tensor
     if isinstance(masks, BitMasks):
-        x0, y0, x1, y1 = boxes.round().long().unbind(1)
-        inside = [m[max(int(a), 0):int(d), max(int(b), 0):int(c)].sum()
-                  for m, b, a, c, d in zip(masks.tensor, x0, y0, x1, y1)]
+        inside = [m[max(y0, 0):y1, max(x0, 0):x1].sum()
+                  for m, (x0, y0, x1, y1) in zip(masks.tensor, boxes.round().long().tolist())]
         in_box = torch.stack(inside).double() if inside else boxes.new_zeros(0).double()
         full = masks.tensor.flatten(1).sum(dim=1).double()
     else:
@@ -127,7 +126,6 @@ def mask_iou_targets(mask_logits: torch.Tensor, proposals: List[Instances],
         raise ValueError(f"MODEL.ROI_MASKIOU_HEAD.TARGETS must be one of {TARGET_STYLES}, "
                          f"got {style!r}")
     resolution = mask_logits.shape[-1]
-    boxes = cat([p.proposal_boxes.tensor for p in proposals])
     gt_in_box = cat([
         p.gt_masks.crop_and_resize(p.proposal_boxes.tensor, resolution) for p in proposals
     ]).to(mask_logits.device, torch.float32)
@@ -138,6 +136,7 @@ def mask_iou_targets(mask_logits: torch.Tensor, proposals: List[Instances],
         gt_full = gt_in_box.sum(dim=(1, 2)) / shares
         union = (predicted.sum(dim=(1, 2)) + gt_full - intersection).clamp(min=1.0)
         return intersection / union
+    boxes = cat([p.proposal_boxes.tensor for p in proposals])
     box_areas = ((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])).clamp(min=1e-6)
     gt_full = cat([_full_areas(p) for p in proposals]).to(mask_logits.device)
     gt_full = gt_full * resolution**2 / box_areas

@@ -17,7 +17,6 @@ import pycocotools.mask as mask_util
 import pytest
 import torch
 
-from detectron2.utils.events import EventStorage
 from rtinst.reference import golden_inputs, seeded_models
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,18 +69,6 @@ def compare_detections(instances, expected):
     return problems
 
 
-def training_outputs(model):
-    """(losses, gradient norms by parameter) of ``model`` on the golden training batch."""
-    model.train()
-    torch.manual_seed(golden_inputs.TRAINING_TORCH_SEED)
-    with EventStorage():
-        losses = model(golden_inputs.training_inputs())
-    sum(losses.values()).backward()
-    grad_norms = {name: float(p.grad.norm()) for name, p in model.named_parameters()
-                  if p.grad is not None}
-    return {k: float(v) for k, v in losses.items()}, grad_norms
-
-
 def _relative(a, b):
     return abs(a - b) / max(abs(b), 1e-12)
 
@@ -100,7 +87,8 @@ def test_detections_equal_the_reference(name, run):
 @pytest.mark.parametrize("name", CASES)
 def test_losses_and_gradients_equal_the_reference(name):
     record = _record(name)
-    losses, grad_norms = training_outputs(build_seeded(record))
+    ours = golden_inputs.training_record(build_seeded(record))
+    losses, grad_norms = ours["losses"], ours["grad_norms"]
     expected = {LOSS_NAMES.get(k, k): v for k, v in record["training"]["losses"].items()}
     assert sorted(losses) == sorted(expected)
     loss_problems = {k: (losses[k], v) for k, v in expected.items()

@@ -22,7 +22,7 @@ import torch
 from detectron2.structures import Boxes, Instances, PolygonMasks, polygons_to_bitmask
 
 __all__ = ["INFERENCE_SIZE", "TRAINING_SIZES", "TRAINING_TORCH_SEED", "inference_inputs",
-           "training_inputs", "score_thresholds", "detection_records"]
+           "training_inputs", "training_record", "score_thresholds", "detection_records"]
 
 INFERENCE_SEED = 0
 INFERENCE_SIZE = (512, 640)
@@ -90,6 +90,22 @@ def training_inputs(with_basis_sem: bool = False):
             item["basis_sem"] = torch.as_tensor(semantic)
         batch.append(item)
     return batch
+
+
+def training_record(model, with_basis_sem: bool = False):
+    """{"losses": {name: value}, "grad_norms": {parameter: norm}} of ``model`` (put in training
+    mode) on the training batch, torch's seed set to ``TRAINING_TORCH_SEED`` first."""
+    from detectron2.utils.events import EventStorage
+
+    model.train()
+    inputs = training_inputs(with_basis_sem)
+    torch.manual_seed(TRAINING_TORCH_SEED)
+    with EventStorage():
+        losses = model(inputs)
+    sum(losses.values()).backward()
+    return {"losses": {k: float(v) for k, v in sorted(losses.items())},
+            "grad_norms": {name: float(p.grad.norm()) for name, p in model.named_parameters()
+                           if p.grad is not None}}
 
 
 def score_thresholds(config_threshold: float):

@@ -123,21 +123,6 @@ def _inference_records(get_cfg, repo, config, key_spec):
     return records
 
 
-def _training_record(model, reference):
-    model.train()
-    inputs = golden_inputs.training_inputs(with_basis_sem=reference == "adelaidet")
-    from detectron2.utils.events import EventStorage
-
-    torch.manual_seed(golden_inputs.TRAINING_TORCH_SEED)
-    with EventStorage():
-        losses = model(inputs)
-    sum(losses.values()).backward()
-    record = {"losses": {k: float(v) for k, v in sorted(losses.items())},
-              "grad_norms": {name: float(p.grad.norm()) for name, p in model.named_parameters()
-                             if p.grad is not None}}
-    return record
-
-
 def _commit(repo):
     try:
         return subprocess.check_output(["git", "-C", str(repo), "rev-parse", "HEAD"],
@@ -172,7 +157,8 @@ def main():
             "weights_sha256_of": "state_dict_digest of the weights sorted by name",
             "weights_sha256": digest,
             "inference": _inference_records(get_cfg, args.repo, config, key_spec),
-            "training": _training_record(model, reference),
+            "training": golden_inputs.training_record(
+                model, with_basis_sem=reference == "adelaidet"),
             "torch": torch.__version__,
             "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:]),
         }
