@@ -27,11 +27,11 @@ def _head_outputs(class_probs, distances=1.0, ctr_prob=0.99):
     return [logits], [bbox_reg], [ctrness], [compute_locations(4, 4, STRIDE)]
 
 
-def _postprocess(outputs, image_size=(32, 32), top_feats=None, **overrides):
+def _postprocess(outputs, image_size=(32, 32), **overrides):
     options = dict(strides=[STRIDE], score_threshold=0.05, pre_nms_topk=1000, nms_threshold=0.6,
                    post_nms_topk=100, thresh_with_ctr=False, norm_reg_targets=True)
     options.update(overrides)
-    return FCOSPostprocessor(**options)(*outputs, [image_size], top_feats)[0]
+    return FCOSPostprocessor(**options)(*outputs, [image_size])[0]
 
 
 def test_output_fields_scores_and_decoded_boxes():
@@ -39,7 +39,7 @@ def test_output_fields_scores_and_decoded_boxes():
     result = _postprocess(_head_outputs({(1, 2, 1): 0.8}, ctr_prob=0.5))
     assert len(result) == 1
     assert set(result.get_fields()) == {
-        "pred_boxes", "scores", "pred_classes", "locations", "fpn_levels"
+        "pred_boxes", "scores", "pred_classes", "locations", "fpn_levels", "location_inds"
     }
     assert isinstance(result.pred_boxes, Boxes)
     assert result.pred_boxes.tensor.tolist() == [[12, 4, 28, 20]]
@@ -105,13 +105,12 @@ def test_nms_suppresses_overlapping_boxes_of_one_class_only():
     assert sorted(two_classes.pred_classes.tolist()) == [0, 1]
 
 
-def test_top_module_features_follow_their_detections():
-    top_feats = torch.arange(3 * 16, dtype=torch.float32).reshape(1, 3, 4, 4)
-    result = _postprocess(_head_outputs({(1, 2, 1): 0.8, (3, 0, 0): 0.9}), top_feats=[top_feats])
-    assert result.top_feat.shape == (2, 3)
-    for (x, y), feat in zip(result.locations.tolist(), result.top_feat):
+def test_location_inds_index_the_level_map():
+    result = _postprocess(_head_outputs({(1, 2, 1): 0.8, (3, 0, 0): 0.9}))
+    assert len(result) == 2
+    for (x, y), index in zip(result.locations.tolist(), result.location_inds.tolist()):
         row, col = int(y) // STRIDE, int(x) // STRIDE
-        assert feat.tolist() == top_feats[0, :, row, col].tolist()
+        assert index == row * 4 + col  # the 4 x 4 map, row-major
 
 
 def test_no_candidates_gives_empty_instances():

@@ -104,16 +104,38 @@ def test_proposals_positives_and_box_features_in_training():
     assert list(results["box_features"]) == cfg.MODEL.FCOS.IN_FEATURES
 
 
-def test_top_feat_at_inference(model):
+@pytest.mark.parametrize("kernel_size", [1, 3])
+def test_top_feat_at_inference_is_the_dense_top_module_at_each_detection(model, kernel_size,
+                                                                        monkeypatch):
     model.eval()
-    batch = synthetic_batch(SMALL_BOXES, size=64)
-    top_module = nn.Conv2d(64, 4, kernel_size=1)
+    # every location a candidate: detections at all levels, up to the post-NMS top-k
+    monkeypatch.setattr(model.proposal_generator.postprocess_test, "score_threshold", 0.0)
+    batch = synthetic_batch(SMALL_BOXES, size=64) * 2
+    top_module = nn.Conv2d(64, 4, kernel_size=kernel_size, padding=kernel_size // 2)
     with torch.no_grad():
         images = model.preprocess_image(batch)
-        results, losses = model.proposal_generator(images, model.backbone(images.tensor),
-                                                   top_module=top_module)
+        features = model.backbone(images.tensor)
+        results, losses = model.proposal_generator(images, features, top_module=top_module)
+        towers = model.proposal_generator.fcos_head(
+            [features[f] for f in model.proposal_generator.in_features])[-1]
     assert losses == {}
-    assert all(r.top_feat.shape == (len(r), 4) for r in results)
+    assert all(len(r) > 0 for r in results)
+    assert len(set(torch.cat([r.fpn_levels for r in results]).tolist())) > 1
+    for i, instances in enumerate(results):
+        dense = [top_module(tower[i:i + 1])[0].flatten(1).t() for tower in towers]
+        expected = torch.stack([dense[level][index] for level, index in
+                                zip(instances.fpn_levels.tolist(),
+                                    instances.location_inds.tolist())]).reshape(-1, 4)
+        torch.testing.assert_close(instances.top_feat, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_top_module_that_does_not_keep_the_size_is_refused_at_inference(model):
+    model.eval()
+    batch = synthetic_batch(SMALL_BOXES, size=64)
+    with torch.no_grad(), pytest.raises(TypeError, match="top_module must be a size-keeping"):
+        images = model.preprocess_image(batch)
+        model.proposal_generator(images, model.backbone(images.tensor),
+                                 top_module=nn.Conv2d(64, 4, kernel_size=3))  # no padding
 
 
 def test_default_predictor_and_visualizer():

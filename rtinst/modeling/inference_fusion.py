@@ -2,7 +2,8 @@
 
 * every frozen (or eval-mode) BatchNorm folded into the convolution before it, as scale and shift
   of its weights and bias, so that a ResNet or VoVNet backbone stops paying one extra pass over
-  each feature map per convolution (``fold_batch_norms``);
+  each feature map per convolution (``fold_batch_norms``); a conv shared by the FPN levels and
+  followed by one BatchNorm per level (BlendMask-RT's head) becomes one folded copy per level;
 * the weights in channels-last memory order, which oneDNN's CPU convolutions run without
   reordering every input and output (convolutions return channels-last when their weight is).
 
@@ -19,9 +20,16 @@ from torch import nn
 
 from detectron2.layers import FrozenBatchNorm2d
 
+from .fcos.fcos_head import PerLevel
+
 __all__ = ["fold_batch_norms", "optimize_for_inference"]
 
-_FOLDABLE = (FrozenBatchNorm2d, nn.BatchNorm2d)
+_BATCH_NORMS = (FrozenBatchNorm2d, nn.BatchNorm2d, nn.SyncBatchNorm)  # SyncBN: BN at eval
+
+
+def _foldable(norm: nn.Module) -> bool:
+    return (isinstance(norm, _BATCH_NORMS) and getattr(norm, "running_var", None) is not None
+            and getattr(norm, "weight", None) is not None)  # running statistics, affine
 
 
 def _fold(conv: nn.Conv2d, norm: nn.Module) -> None:
@@ -36,13 +44,14 @@ def _fold(conv: nn.Conv2d, norm: nn.Module) -> None:
 @torch.no_grad()
 def fold_batch_norms(model: nn.Module) -> nn.Module:
     """An eval-mode copy of ``model`` with each BatchNorm that follows a plain convolution (a
-    Detectron2 ``Conv2d``'s ``norm``, or the next child of a ``nn.Sequential``) folded into it
-    and replaced by ``nn.Identity``. Not for training: the copy's folded weights are frozen and
+    Detectron2 ``Conv2d``'s ``norm``, or the next child of a ``nn.Sequential``; a ``PerLevel``
+    of BatchNorms: into a ``PerLevel`` of copies of the conv) folded into it and replaced by
+    ``nn.Identity``. Not for training: the copy's folded weights are frozen and
     its state dict no longer matches a checkpoint's."""
     model = copy.deepcopy(model).eval()
     for module in model.modules():
         norm = getattr(module, "norm", None)
-        if isinstance(module, nn.Conv2d) and isinstance(norm, _FOLDABLE):
+        if isinstance(module, nn.Conv2d) and _foldable(norm):
             _fold(module, norm)
             module.norm = None
         if isinstance(module, nn.Sequential):
@@ -50,9 +59,16 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
             for first, second in zip(names, names[1:]):
                 conv, norm = module._modules[first], module._modules[second]
                 plain = getattr(conv, "norm", None) is None and getattr(conv, "activation", None) is None
-                if isinstance(conv, nn.Conv2d) and plain and isinstance(norm, _FOLDABLE):
+                if not (isinstance(conv, nn.Conv2d) and plain):
+                    continue
+                if _foldable(norm):
                     _fold(conv, norm)
                     module._modules[second] = nn.Identity()
+                elif isinstance(norm, PerLevel) and all(_foldable(n) for n in norm):
+                    copies = PerLevel([copy.deepcopy(conv) for _ in norm])
+                    for level_conv, level_norm in zip(copies, norm):
+                        _fold(level_conv, level_norm)
+                    module._modules[first], module._modules[second] = copies, nn.Identity()
     return model
 
 

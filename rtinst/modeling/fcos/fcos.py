@@ -10,6 +10,7 @@ from detectron2.layers import ShapeSpec, cat
 from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY
 from detectron2.structures import ImageList, Instances
 
+from ..layers import check_size_keeping, conv2d_at_locations
 from .fcos_head import FCOSHead
 from .fcos_inference import FCOSPostprocessor
 from .fcos_losses import FCOSLosses
@@ -125,8 +126,9 @@ class FCOS(nn.Module):
             images: the padded batch (``image_sizes`` are the unpadded sizes).
             features: backbone outputs by name.
             gt_instances: per image ``gt_boxes``/``gt_classes`` (training only).
-            top_module: optional module run on every level's box-tower output (BlendMask's
-                attentions); its outputs per location are returned as ``top_feats``/``top_feat``.
+            top_module: optional size-keeping conv on the box tower (BlendMask's attentions):
+                run on every location in training (``top_feats``), only at the detections kept
+                at inference (``top_feat``).
 
         Returns:
             (results, losses).
@@ -144,20 +146,17 @@ class FCOS(nn.Module):
               "box_features" (``yield_box_features``): {level name: box-tower output}.
 
             Inference: ``results`` = per image ``Instances`` (``pred_boxes``, ``scores``,
-            ``pred_classes``, ``locations``, ``fpn_levels``, and ``top_feat`` with a
-            ``top_module``) in the network input resolution; ``losses`` = {}.
+            ``pred_classes``, ``locations``, ``fpn_levels``, ``location_inds``, and ``top_feat``
+            with a ``top_module``) in the network input resolution; ``losses`` = {}.
         """
         features = [features[f] for f in self.in_features]
         locations = [
             compute_locations(x.shape[-2], x.shape[-1], stride, x.device)
             for x, stride in zip(features, self.strides)
         ]
-        logits, bbox_reg, ctrness, top_feats, bbox_towers = self.fcos_head(features, top_module)
-
         if not self.training:
-            return self.postprocess_test(
-                logits, bbox_reg, ctrness, locations, images.image_sizes, top_feats
-            ), {}
+            return self._inference(features, locations, images.image_sizes, top_module), {}
+        logits, bbox_reg, ctrness, top_feats, bbox_towers = self.fcos_head(features, top_module)
 
         targets = self.target_assigner(locations, gt_instances)
         losses = self.losses(
@@ -176,6 +175,24 @@ class FCOS(nn.Module):
         if self.yield_box_features:
             results["box_features"] = dict(zip(self.in_features, bbox_towers))
         return results, losses
+
+    def _inference(self, features, locations, image_sizes, top_module) -> List[Instances]:
+        """Detections; ``top_module`` (a size-keeping conv) runs only at the locations of the
+        detections kept, on their box-tower patches (``conv2d_at_locations``: the dense layer's
+        values to float rounding, at a fraction of its cost)."""
+        if top_module is not None:
+            check_size_keeping(top_module, "FCOS's top_module")
+        logits, bbox_reg, ctrness, _, bbox_towers = self.fcos_head(features)
+        detections = self.postprocess_test(logits, bbox_reg, ctrness, locations, image_sizes)
+        if top_module is not None:
+            for i, instances in enumerate(detections):
+                top_feat = bbox_towers[0].new_empty((len(instances), top_module.out_channels))
+                for level, tower in enumerate(bbox_towers):
+                    at_level = instances.fpn_levels == level
+                    top_feat[at_level] = conv2d_at_locations(
+                        top_module, tower[i], instances.location_inds[at_level])
+                instances.top_feat = top_feat
+        return detections
 
     @torch.no_grad()
     def _proposals(self, logits, bbox_reg, ctrness, locations, images):

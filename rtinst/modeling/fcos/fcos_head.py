@@ -16,7 +16,7 @@ from detectron2.layers import ShapeSpec, get_norm
 
 from ..layers import DeformConv3x3, normal_init, prior_probability_bias
 
-__all__ = ["Scale", "LevelNorms", "FCOSHead"]
+__all__ = ["Scale", "PerLevel", "FCOSHead"]
 
 
 class Scale(nn.Module):
@@ -30,9 +30,11 @@ class Scale(nn.Module):
         return x * self.scale
 
 
-class LevelNorms(nn.ModuleList):
-    """One batch-norm layer per FPN level: the tower convs are shared across levels but the levels'
-    statistics differ, so BN/SyncBN keeps separate statistics (as AdelaiDet's checkpoints do)."""
+class PerLevel(nn.ModuleList):
+    """One module per FPN level, called with the level: the batch norms of a BN/SyncBN tower
+    (the convs are shared across levels but the levels' statistics differ, so each keeps its
+    own, as in AdelaiDet's checkpoints) and, once those are folded for inference
+    (``rtinst.modeling.inference_fusion``), the per-level copies of the conv before them."""
 
     def forward(self, x, level: int):
         return self[level](x)
@@ -48,7 +50,7 @@ def _build_tower(num_convs, channels, norm, num_levels, deformable_last):
             conv = normal_init(nn.Conv2d(channels, channels, kernel_size=3, padding=1))
         layers.append(conv)
         if norm in ("BN", "SyncBN"):
-            layers.append(LevelNorms([get_norm(norm, channels) for _ in range(num_levels)]))
+            layers.append(PerLevel([get_norm(norm, channels) for _ in range(num_levels)]))
         elif norm:
             layers.append(get_norm(norm, channels))
         layers.append(nn.ReLU())
@@ -57,7 +59,7 @@ def _build_tower(num_convs, channels, norm, num_levels, deformable_last):
 
 def _run_tower(tower: nn.Sequential, x, level: int):
     for layer in tower:
-        x = layer(x, level) if isinstance(layer, LevelNorms) else layer(x)
+        x = layer(x, level) if isinstance(layer, PerLevel) else layer(x)
     return x
 
 

@@ -8,7 +8,7 @@ the empty ones after the top-k, so the masks are pooled from the unclipped boxes
 top-k keeps every detection tied with the k-th score. ``clip_before_nms`` clips before the NMS
 and drops boxes clipped to nothing before the top-k (masks then pooled from the clipped box).
 """
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import torch
 
@@ -63,7 +63,6 @@ class FCOSPostprocessor:
         ctrness: List[torch.Tensor],
         locations: List[torch.Tensor],
         image_sizes: List[Tuple[int, int]],
-        top_feats: Optional[List[torch.Tensor]] = None,
     ) -> List[Instances]:
         """
         Args:
@@ -71,16 +70,16 @@ class FCOSPostprocessor:
                 outputs; locations: per level, (H * W, 2) image points.
             image_sizes: (height, width) of each image before padding (with ``clip_before_nms``,
                 boxes are clipped to it and those clipped to nothing dropped).
-            top_feats: per level (N, D, H, W) ``top_module`` outputs, copied to ``top_feat``.
 
         Returns:
             per image, ``Instances`` with ``pred_boxes``, ``scores``, ``pred_classes``,
-            ``locations``, ``fpn_levels`` (and ``top_feat`` when ``top_feats`` is given).
+            ``locations``, ``fpn_levels`` and ``location_inds`` (the location's row-major index
+            in its level's H x W map).
         """
         per_level = [
             self._candidates_of_level(
                 level, logits[level], bbox_reg[level], ctrness[level], locations[level],
-                image_sizes, top_feats[level] if top_feats else None,
+                image_sizes,
             )
             for level in range(len(logits))
         ]
@@ -89,8 +88,7 @@ class FCOSPostprocessor:
             for i in range(len(image_sizes))
         ]
 
-    def _candidates_of_level(self, level, logits, bbox_reg, ctrness, locations, image_sizes,
-                             top_feats):
+    def _candidates_of_level(self, level, logits, bbox_reg, ctrness, locations, image_sizes):
         num_images, num_classes = logits.shape[:2]
         cls_prob = logits.sigmoid().reshape(num_images, num_classes, -1).permute(0, 2, 1)
         ctr_prob = ctrness.sigmoid().reshape(num_images, -1, 1)
@@ -119,9 +117,8 @@ class FCOSPostprocessor:
                 pred_classes=classes,
                 locations=points,
                 fpn_levels=torch.full_like(classes, level),
+                location_inds=location_inds,
             )
-            if top_feats is not None:
-                instances.top_feat = top_feats[i].reshape(top_feats.shape[1], -1).t()[location_inds]
             if self.clip_before_nms:
                 # a box of a location in the padding can be clipped to nothing: dropped here,
                 # before the top-k, rather than by detector_postprocess after it

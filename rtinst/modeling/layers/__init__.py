@@ -1,5 +1,7 @@
 """Building blocks shared by the methods: conv-norm-activation, separable and deformable
-convolutions, head initialisation, YOLACT's ProtoNet and the prototype mask assembly."""
+convolutions, a convolution evaluated at chosen locations, head initialisation, YOLACT's
+ProtoNet and the prototype mask assembly."""
+from .conv_at_locations import check_size_keeping, conv2d_at_locations
 from .conv_norm_act import ConvNormAct
 from .deform_conv import DeformConv3x3
 from .head_init import HEAD_INIT_STD, normal_init, prior_probability_bias
@@ -14,6 +16,8 @@ __all__ = [
     "ProtoNet",
     "SeparableConv2d",
     "assemble_masks",
+    "check_size_keeping",
+    "conv2d_at_locations",
     "crop_to_boxes",
     "normal_init",
     "prior_probability_bias",
