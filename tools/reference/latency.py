@@ -3,15 +3,17 @@
 weights, the same 512 x 640 picture and at the config's own score threshold.
 
     python tools/reference/latency.py --adelaidet /path/AdelaiDet --centermask2 /path/centermask2 \
-        --threads 2 --rounds 3 --iterations 4 --json benchmarks/reference_latency.json
+        --threads 2 --passes 20 --json benchmarks/reference_latency.json
 
 The two sides cannot share a process (both register "FCOS", "BlendMask"... in Detectron2), so
-each measurement is a fresh worker process (this script with ``--worker``) that builds one
-model, warms it up and times ``--iterations`` forward passes; rounds alternate reference and
-ours for every case, so drifts of the machine hit both alike. Ours is timed as rtinst's
-``Predictor`` runs it (``rtinst.modeling.inference_fusion.optimize_for_inference``; ``--plain``:
-as built). Reported: the median over every
-timed pass of each side, their ratio, and the detection counts (which must be equal).
+each side is a worker process (this script with ``--worker``) that builds its model, warms it up
+and then times one forward pass each time it is asked. The two workers of a case live side by
+side and are asked in turn, pass by pass (the side that goes first swapping every pair), so a
+burst of load on this shared machine hits a pair of passes, not one side's whole series. Ours
+is timed as rtinst's ``Predictor`` runs it with ``TEST.OPTIMIZE_FOR_INFERENCE``
+(``rtinst.modeling.inference_fusion.optimize_for_inference``; ``--plain``: as built).
+Reported per case: the median pass of each side, their ratio, the median of the per-pair
+ratios, and the detection counts (which must be equal).
 """
 import argparse
 import json
@@ -27,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def _worker(args):
+    """Builds one side's model, warms it up, prints "ready"; then one timed pass per "run" line
+    on stdin, printing {"time_s", "detections"}; exits at end of input."""
     import torch
 
     torch.set_num_threads(args.threads)
@@ -45,27 +49,63 @@ def _worker(args):
         record = json.loads((runner.OUTPUT / f"{args.case}.json").read_text())
         model = seeded_models.build_seeded(str(ROOT / record["our_config"]),
                                            record["weights_sha256"])
-        if not args.plain:  # what rtinst's Predictor runs
+        if not args.plain:  # what rtinst's Predictor runs with TEST.OPTIMIZE_FOR_INFERENCE
             model = optimize_for_inference(model)
         inputs = golden_inputs.inference_inputs()
-    times = []
     with torch.inference_mode():
-        for i in range(args.warmup + args.iterations):
+        for _ in range(args.warmup):
+            model(inputs)
+        print("ready", flush=True)
+        for _ in sys.stdin:
             start = time.perf_counter()
             detections = len(model(inputs)[0]["instances"])
-            if i >= args.warmup:
-                times.append(time.perf_counter() - start)
-    print(json.dumps({"times_s": times, "detections": detections}))
+            elapsed = time.perf_counter() - start
+            print(json.dumps({"time_s": elapsed, "detections": detections}), flush=True)
 
 
-def _measure(case, side, repo, args):
-    command = [sys.executable, __file__, "--worker", "--case", case, "--side", side,
-               "--threads", str(args.threads), "--iterations", str(args.iterations),
-               "--warmup", str(args.warmup)] + (["--plain"] if args.plain else [])
-    if repo:
-        command += ["--repo", str(repo)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
-    return json.loads(out.strip().splitlines()[-1])
+class _Side:
+    """A live worker process of one side of one case."""
+
+    def __init__(self, case, side, repo, args):
+        command = [sys.executable, __file__, "--worker", "--case", case, "--side", side,
+                   "--threads", str(args.threads), "--warmup", str(args.warmup)]
+        command += (["--plain"] if args.plain else []) + (["--repo", str(repo)] if repo else [])
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, cwd=ROOT)
+        self._expect("ready", f"{side} worker of {case}")
+
+    def _expect(self, word, what):
+        line = self.process.stdout.readline()
+        if line.strip() != word:
+            raise SystemExit(f"{what} failed (exit {self.process.wait()}); run it with --worker "
+                             f"to see why")
+
+    def run(self):
+        self.process.stdin.write("run\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def _measure(case, repo, args):
+    """{"reference": [passes], "ours": [passes]} and the detection counts, pass by pass."""
+    sides = {"reference": _Side(case, "reference", repo, args), "ours": _Side(case, "ours", None, args)}
+    times, counts = {"reference": [], "ours": []}, {}
+    try:
+        for index in range(args.passes):
+            order = ("reference", "ours") if index % 2 == 0 else ("ours", "reference")
+            for side in order:
+                time.sleep(0.05)  # let the other side's threads go idle
+                result = sides[side].run()
+                times[side].append(result["time_s"])
+                counts[side] = result["detections"]
+    finally:
+        for worker in sides.values():
+            worker.close()
+    return times, counts
 
 
 def main():
@@ -74,9 +114,8 @@ def main():
     parser.add_argument("--centermask2", type=Path, help="centermask2 checkout")
     parser.add_argument("--cases", nargs="*")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=4, help="timed passes per worker")
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--passes", type=int, default=20, help="timed passes per side")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed passes per side")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plain", action="store_true",
                         help="time our model as built, without optimize_for_inference")
@@ -94,24 +133,16 @@ def main():
     cases = args.cases or [c for c, spec in runner.CASES.items() if repos[spec[0]]]
     if not cases:
         raise SystemExit("give --adelaidet and/or --centermask2")
-    times = {c: {"reference": [], "ours": []} for c in cases}
-    counts = {c: {} for c in cases}
-    for round_index in range(args.rounds):
-        for case in cases:
-            repo = repos[runner.CASES[case][0]]
-            for side in ("reference", "ours"):
-                result = _measure(case, side, repo if side == "reference" else None, args)
-                times[case][side] += result["times_s"]
-                counts[case][side] = result["detections"]
-            print(f"round {round_index + 1}/{args.rounds} {case}: done", file=sys.stderr)
     rows = []
     for case in cases:
-        ref, ours = (statistics.median(times[case][s]) for s in ("reference", "ours"))
+        times, counts = _measure(case, repos[runner.CASES[case][0]], args)
+        ref, ours = (statistics.median(times[s]) for s in ("reference", "ours"))
+        paired = statistics.median(o / r for o, r in zip(times["ours"], times["reference"]))
         rows.append({"case": case, "reference_s": ref, "ours_s": ours, "ratio": ours / ref,
-                     "detections": counts[case], "samples": len(times[case]["ours"]),
-                     "times_s": times[case]})
+                     "median_paired_ratio": paired, "detections": counts,
+                     "samples": len(times["ours"]), "times_s": times})
         print(f"{case:26s} reference {ref:.3f} s  ours {ours:.3f} s  ours/reference "
-              f"{ours / ref:.2f}  detections {counts[case]}")
+              f"{ours / ref:.2f} (paired {paired:.2f})  detections {counts}", flush=True)
     if args.json:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 cwd=ROOT).stdout.strip()
@@ -120,8 +151,8 @@ def main():
                     "512x640 seeded picture, configs' score thresholds",
             "command": " ".join(sys.argv), "commit": commit, "threads": args.threads,
             "ours": "as built" if args.plain else "optimize_for_inference",
-            "rounds": args.rounds, "iterations_per_worker": args.iterations,
-            "warmup_per_worker": args.warmup, "machine": platform.processor() or platform.machine(),
+            "passes": args.passes, "warmup": args.warmup,
+            "protocol": "two live workers per case, asked pass by pass in turn", "machine": platform.processor() or platform.machine(),
             "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1) + "\n")
 
 
