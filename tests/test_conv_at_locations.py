@@ -10,15 +10,16 @@ from rtinst.modeling.layers import check_size_keeping, conv2d_at_locations
 @pytest.mark.parametrize("kernel_size", [1, 3, 5, (3, 1)])
 def test_equals_the_dense_conv_at_every_location_and_at_the_borders(kernel_size):
     torch.manual_seed(0)
-    conv = nn.Conv2d(6, 7, kernel_size, padding=tuple(k // 2 for k in nn.modules.utils._pair(kernel_size)))
+    sizes = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    conv = nn.Conv2d(6, 7, kernel_size, padding=tuple(k // 2 for k in sizes))
     feature = torch.randn(6, 5, 9)
     dense = conv(feature[None])[0].flatten(1).t()  # (H * W, 7)
     everywhere = torch.arange(5 * 9)
     corners_twice = torch.tensor([0, 8, 36, 44, 44, 0])
     with torch.no_grad():
         for inds in (everywhere, corners_twice, everywhere[:0]):
-            torch.testing.assert_close(conv2d_at_locations(conv, feature, inds), dense[inds].detach(),
-                                       rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(conv2d_at_locations(conv, feature, inds),
+                                       dense[inds].detach(), rtol=1e-6, atol=1e-6)
 
 
 def test_hand_computed_3x3_sum_at_a_corner():

@@ -58,7 +58,8 @@ def fold_batch_norms(model: nn.Module) -> nn.Module:
             names = list(module._modules)
             for first, second in zip(names, names[1:]):
                 conv, norm = module._modules[first], module._modules[second]
-                plain = getattr(conv, "norm", None) is None and getattr(conv, "activation", None) is None
+                plain = (getattr(conv, "norm", None) is None
+                         and getattr(conv, "activation", None) is None)
                 if not (isinstance(conv, nn.Conv2d) and plain):
                     continue
                 if _foldable(norm):

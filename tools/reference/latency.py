@@ -72,13 +72,9 @@ class _Side:
         command += (["--plain"] if args.plain else []) + (["--repo", str(repo)] if repo else [])
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         text=True, cwd=ROOT)
-        self._expect("ready", f"{side} worker of {case}")
-
-    def _expect(self, word, what):
-        line = self.process.stdout.readline()
-        if line.strip() != word:
-            raise SystemExit(f"{what} failed (exit {self.process.wait()}); run it with --worker "
-                             f"to see why")
+        if self.process.stdout.readline().strip() != "ready":
+            raise SystemExit(f"the {side} worker of {case} failed (exit {self.process.wait()}); "
+                             f"run it with --worker to see why")
 
     def run(self):
         self.process.stdin.write("run\n")
@@ -92,7 +88,8 @@ class _Side:
 
 def _measure(case, repo, args):
     """{"reference": [passes], "ours": [passes]} and the detection counts, pass by pass."""
-    sides = {"reference": _Side(case, "reference", repo, args), "ours": _Side(case, "ours", None, args)}
+    sides = {"reference": _Side(case, "reference", repo, args),
+             "ours": _Side(case, "ours", None, args)}
     times, counts = {"reference": [], "ours": []}, {}
     try:
         for index in range(args.passes):
@@ -152,7 +149,8 @@ def main():
             "command": " ".join(sys.argv), "commit": commit, "threads": args.threads,
             "ours": "as built" if args.plain else "optimize_for_inference",
             "passes": args.passes, "warmup": args.warmup,
-            "protocol": "two live workers per case, asked pass by pass in turn", "machine": platform.processor() or platform.machine(),
+            "protocol": "two live workers per case, asked pass by pass in turn",
+            "machine": platform.processor() or platform.machine(),
             "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1) + "\n")
 
 
