@@ -157,9 +157,10 @@ def add_video_config(cfg):
     # mean detection score)
     cfg.TEST.VIDEO_ID_SCORE_THRESH = 0.3
     # rtinst's Predictor runs a copy of the model with the BatchNorms folded into their
-    # convolutions and channels-last weights (rtinst.modeling.inference_fusion): ~25% faster
-    # ResNet/VoVNet backbones on CPU, features equal to float rounding, but not bit-identical to
-    # the references' detections (mask pixels near 0.5 and near-tied scores can flip), so off
+    # convolutions, channels-last weights and the wide 3x3 convolutions by Winograd's F(4x4, 3x3)
+    # on CPU (rtinst.modeling.inference_fusion): FCOS R-50 ~0.75x the time on a 2-core CPU,
+    # features equal to float rounding, but not bit-identical to the references' detections
+    # (mask pixels near 0.5 and near-tied scores can flip), so off
     cfg.TEST.OPTIMIZE_FOR_INFERENCE = False
 
 

@@ -5,7 +5,8 @@
   a randomly initialised head;
 * images are checked (``check_image``) before anything else touches them;
 * with ``TEST.OPTIMIZE_FOR_INFERENCE`` it runs the model optimised for inference (BatchNorms
-  folded, channels-last weights), the outputs unchanged but for float rounding;
+  folded, channels-last weights, wide 3 x 3 convolutions by Winograd's algorithm on CPU), the
+  outputs unchanged but for float rounding;
 * the output resolution is bounded (``bounded_output_size``), so that a 48-megapixel photo does not
   need gigabytes for its pasted masks.
 
