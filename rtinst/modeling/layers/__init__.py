@@ -1,5 +1,6 @@
 """Building blocks shared by the methods: conv-norm-activation, separable and deformable
-convolutions, a convolution evaluated at chosen locations, head initialisation, YOLACT's
+convolutions, a convolution evaluated at chosen locations, Winograd 3 x 3 convolutions for CPU
+inference (``winograd_conv``, used by ``optimize_for_inference``), head initialisation, YOLACT's
 ProtoNet and the prototype mask assembly."""
 from .conv_at_locations import check_size_keeping, conv2d_at_locations
 from .conv_norm_act import ConvNormAct
