@@ -100,7 +100,9 @@ def test_use_winograd_convs_turns_only_the_wide_size_keeping_convolutions():
                                    atol=2e-5 * expected.abs().max().item())
         # maps too small for Winograd take the direct convolution: bit for bit the same
         torch.testing.assert_close(winograd(x[:, :, :8, :8]), small_expected, rtol=0, atol=0)
-    assert winograd.state_dict().keys() == state.keys()  # the transforms are not checkpointed
+    # each Winograd conv made its transform at its first large map; none is checkpointed
+    assert all(m.winograd_kernel is not None for m in winograd[:2])
+    assert winograd.state_dict().keys() == state.keys()
     for key, value in winograd.state_dict().items():
         assert torch.equal(value, state[key])
 
@@ -114,3 +116,14 @@ def test_optimize_for_inference_uses_winograd_on_wide_convolutions():
         torch.testing.assert_close(optimized(x), expected, rtol=0,
                                    atol=2e-5 * expected.abs().max().item())
     assert isinstance(optimized[0], WinogradConv2d) and type(model[0]) is nn.Conv2d
+
+
+def test_transforms_made_at_first_use_also_serve_outside_inference_mode():
+    conv = use_winograd_convs(nn.Sequential(nn.Conv2d(256, 256, 3, padding=1)).eval())[0]
+    x = torch.randn(1, 256, 32, 40)
+    with torch.inference_mode():
+        conv(x[:, :, :8, :8])  # a small map: the direct convolution, no transform made
+        assert conv.winograd_kernel is None
+        in_inference_mode = conv(x)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x), in_inference_mode, rtol=0, atol=0)
