@@ -136,7 +136,6 @@ def _eligible(conv: nn.Conv2d) -> bool:
             and use_winograd(conv.in_channels, conv.out_channels, 1, 1 << 12, 1 << 12))
 
 
-@torch.no_grad()
 def use_winograd_convs(model: nn.Module) -> nn.Module:
     """``model`` with each size-keeping 3 x 3 ``nn.Conv2d`` or Detectron2 ``Conv2d`` with
     channels enough for ``use_winograd`` turned, in place, into its Winograd subclass, which
