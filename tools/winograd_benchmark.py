@@ -29,14 +29,12 @@ SHAPES = [(1, 64, 64, 128, 160), (1, 128, 128, 64, 80), (1, 256, 256, 32, 40),
           (50, 128, 128, 14, 14), (1, 224, 224, 32, 40)]
 
 
-def _time(function, repeats):
+def _warm_seconds(function):
+    """The time of a call of ``function`` right after an untimed one (caches warm)."""
     function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return times
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
 
 
 def main():
@@ -63,8 +61,8 @@ def main():
                 "winograd": (winograd_conv3x3(x, kernel, bias) - exact).abs().max().item()}
             direct, winograd = [], []
             for _ in range(args.repeats):  # interleaved, so drifts in machine speed cancel
-                direct += _time(lambda: F.conv2d(x, dense_weight, bias, padding=1), 1)
-                winograd += _time(lambda: winograd_conv3x3(x, kernel, bias), 1)
+                direct.append(_warm_seconds(lambda: F.conv2d(x, dense_weight, bias, padding=1)))
+                winograd.append(_warm_seconds(lambda: winograd_conv3x3(x, kernel, bias)))
             row = {"shape": [n, cin, cout, h, w], "locations": n * h * w,
                    "direct_ms": 1e3 * statistics.median(direct),
                    "winograd_ms": 1e3 * statistics.median(winograd),
