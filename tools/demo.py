@@ -105,8 +105,9 @@ def parse_args(argv=None):
     parser.add_argument(
         "--random-weights",
         action="store_true",
-        help="run with randomly initialised weights (MODEL.WEIGHTS is ignored) to try the "
-        "pipeline: the detections mean nothing",
+        help="run with randomly initialised weights (MODEL.WEIGHTS is ignored; drawn with seed "
+        "SEED, 0 if negative, so each run draws the same) to try the pipeline: the detections "
+        "mean nothing",
     )
     parser.add_argument(
         "--max-frames",
@@ -165,6 +166,7 @@ def setup_cfg(args):
         if cfg.MODEL.WEIGHTS:
             logger.warning(f"--random-weights: ignoring MODEL.WEIGHTS {cfg.MODEL.WEIGHTS}")
         cfg.MODEL.WEIGHTS = ""
+        torch.manual_seed(max(cfg.SEED, 0))  # the same meaningless weights on every run
     elif not cfg.MODEL.WEIGHTS:
         raise DemoError(
             "MODEL.WEIGHTS is empty: the model would predict from random weights; give "
