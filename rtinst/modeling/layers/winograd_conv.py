@@ -53,13 +53,17 @@ def _tiles(size: int) -> int:
     return -(-size // 4)
 
 
+def _channel_efficiency(in_channels: int, out_channels: int) -> float:
+    return in_channels * out_channels / (in_channels + out_channels)
+
+
 def use_winograd(in_channels: int, out_channels: int, n: int, height: int, width: int) -> bool:
     """Whether ``winograd_conv3x3`` beats the direct convolution (on the CPU measured): enough
     channel products per transformed value (in x out / (in + out), times the share of the
     4 x 4 tiles inside the map: 14 x 14 RoIs fill 77% of 16 x 16) and enough work to outweigh
     the overhead of its ~10 operations."""
     used = height * width / (16 * _tiles(height) * _tiles(width))
-    efficiency = in_channels * out_channels / (in_channels + out_channels) * used
+    efficiency = _channel_efficiency(in_channels, out_channels) * used
     work = in_channels * out_channels * n * height * width
     return efficiency >= MIN_CHANNEL_EFFICIENCY and work >= MIN_WORK
 
@@ -132,8 +136,9 @@ _WINOGRAD_CLASS = {nn.Conv2d: WinogradConv2d, Conv2d: WinogradD2Conv2d}
 def _eligible(conv: nn.Conv2d) -> bool:
     return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.dilation == (1, 1)
             and conv.groups == 1 and conv.padding == (1, 1) and conv.padding_mode == "zeros"
-            # enough channels for some map (a 4096 x 4096 one: work enough, every tile used)
-            and use_winograd(conv.in_channels, conv.out_channels, 1, 1 << 12, 1 << 12))
+            # enough channels for ``use_winograd`` on a map whose tiles are all inside it
+            and _channel_efficiency(conv.in_channels, conv.out_channels)
+            >= MIN_CHANNEL_EFFICIENCY)
 
 
 def use_winograd_convs(model: nn.Module) -> nn.Module:
