@@ -11,6 +11,33 @@ from setuptools import find_packages, setup
 ROOT = Path(__file__).resolve().parent
 METHODS = ["blendmask", "centermask", "blitzmask"]
 
+# What rtinst, the method packages, tools/*.py and train_net.py import (tests/test_packaging.py
+# checks this list against their imports). Exact versions: requirements/constraints.txt.
+INSTALL_REQUIRES = [
+    # rtinst's own build of v0.6 (third_party/detectron2_py/build_wheel.py, run by
+    # scripts/setup.sh): version 0.6+purepy, which "==0.6" accepts (PEP 440 ignores a local
+    # label); not on the package index. `import rtinst` checks its patches.
+    "detectron2==0.6",
+    "torch",
+    "torchvision",
+    "numpy",
+    "pillow",
+    "opencv-python-headless",
+    "fvcore",
+    "pycocotools",
+    "faster-coco-eval",  # the fast COCO evaluation (rtinst/evaluation/coco_evaluation.py)
+    "scipy",
+    "matplotlib",
+    "PyYAML",
+    "tqdm",
+    "tensorboard",
+    # video evaluation (HOTA, IDF1). Its metadata asks for opencv-python, which would shadow
+    # the headless build: scripts/setup.sh installs it with --no-deps (requirements/no-deps.txt)
+    # and rtinst with `pip install --no-deps -e .`
+    "trackeval",
+]
+EXTRAS_REQUIRE = {"export": ["onnx", "onnxruntime"], "test": ["pytest"]}
+
 
 def project_packages():
     """{package name: folder} for each projects/<Name>/<package>/__init__.py."""
@@ -37,7 +64,6 @@ setup(
     packages=all_packages(projects),
     package_dir=projects,
     entry_points={"rtinst.methods": [f"{name} = {name}" for name in [*METHODS, *projects]]},
-    install_requires=["detectron2>=0.6", "torch", "torchvision", "fvcore", "pycocotools",
-                      "faster-coco-eval", "opencv-python-headless", "tqdm"],
-    extras_require={"export": ["onnx", "onnxruntime"], "test": ["pytest"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
 )

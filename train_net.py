@@ -15,24 +15,28 @@ curves.png, per-class AP, precision-recall curves, a confusion matrix, a gallery
 and report.html showing them all (TEST.REPORT.*); TensorBoard reads its events
 (tensorboard --logdir OUTPUT_DIR).
 """
+import importlib.util
 import os
 import sys
 import time
 from pickle import UnpicklingError
 
-from detectron2.engine import launch
-from detectron2.evaluation import verify_results
-from detectron2.utils import comm
-
-import rtinst  # noqa: F401  (registers rtinst's models and datasets)
-from rtinst.checkpoint import CheckpointError
-from rtinst.data import DatasetError
-from rtinst.engine import ConfigError, Trainer, argument_parser, load_config, setup
-from rtinst.engine.defaults import check_schedule
-from rtinst.engine.interruption import TrainingInterrupted
-from rtinst.engine.trainer import write_report
+# torch, Detectron2 and rtinst (seconds to import) are imported once the arguments are parsed, so
+# that --help and argument errors answer at once; main() imports what it needs, also in the
+# processes that launch() starts, which import this file without running its __main__ part.
 
 TRAINING_FILES = ("last_checkpoint", "metrics.json", "config.yaml", "log.txt")
+
+
+def load_cli():
+    """``rtinst/cli.py`` (the argument parser; standard library only), read from its file:
+    ``import rtinst.cli`` would first run ``rtinst/__init__.py``, which imports torch and
+    Detectron2."""
+    package = importlib.util.find_spec("rtinst").submodule_search_locations[0]
+    spec = importlib.util.spec_from_file_location("rtinst_cli", os.path.join(package, "cli.py"))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    return cli
 
 
 def evaluation_folder(args, cfg):
@@ -47,6 +51,13 @@ def evaluation_folder(args, cfg):
 
 
 def main(args):
+    # rtinst first: importing it checks the detectron2 build before any detectron2 code runs
+    from rtinst.engine import Trainer, setup
+    from rtinst.engine.trainer import write_report
+
+    from detectron2.evaluation import verify_results
+    from detectron2.utils import comm
+
     cfg = setup(args)
     if args.eval_only:
         model = Trainer.build_model(cfg)
@@ -65,13 +76,23 @@ def main(args):
 
 
 if __name__ == "__main__":
-    args = argument_parser().parse_args()
+    cli = load_cli()
+    args = cli.argument_parser().parse_args()
+    missing = cli.missing_config_file(args.config_file)
+    if missing:
+        sys.exit(f"error: {missing}")
+    from rtinst.engine import load_config
+    from rtinst.engine.defaults import check_schedule
+    from rtinst.errors import RtinstError, TrainingInterrupted
+
+    from detectron2.engine import launch
+
     try:  # fail here, before any process is started
         cfg = load_config(args.config_file, args.opts, datasets=args.dataset,
                           video_datasets=args.video_dataset)
         if not args.eval_only:
             check_schedule(cfg)
-    except (ConfigError, DatasetError) as e:
+    except RtinstError as e:
         sys.exit(f"error: {e}")
     if args.eval_only:
         folder = evaluation_folder(args, cfg)
@@ -88,7 +109,7 @@ if __name__ == "__main__":
             dist_url=args.dist_url,
             args=(args,),
         )
-    except (CheckpointError, ConfigError, DatasetError, UnpicklingError) as e:  # it names the file
+    except (RtinstError, UnpicklingError) as e:  # it names the file
         sys.exit(f"error: {e}")
     except TrainingInterrupted as e:
         print(e, file=sys.stderr)

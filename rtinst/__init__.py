@@ -2,7 +2,18 @@
 data, evaluation, run reports, export, benchmarking, video tracking), and the plug-in registry through which
 the methods join it (``register_method``, ``rtinst/methods.py``). Importing it registers rtinst's Detectron2
 components and imports every installed method package, which registers its own."""
-from .config import ConfigError, add_rtinst_config, get_cfg
+from .utils.detectron2_build import check_detectron2; check_detectron2()  # noqa: E702
+from .config import add_rtinst_config, get_cfg
+from .errors import (
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    DemoError,
+    MethodError,
+    RtinstError,
+    TrainingInterrupted,
+    UnknownModelFamily,
+)
 from .methods import load_methods, register_method
 from . import data, modeling  # noqa: F401  (fill Detectron2's registries and DatasetCatalog)
 from .benchmark.detections import BUILTIN_FAMILIES
@@ -12,7 +23,9 @@ from .data.video_mapper import VideoClipMapper
 from .evaluation import build_coco_evaluator, build_ytvis_evaluator
 from .video import MaskIoUHungarian
 
-__all__ = ["ConfigError", "add_rtinst_config", "get_cfg", "load_methods", "register_method"]
+__all__ = ["CheckpointError", "ConfigError", "DatasetError", "DemoError", "MethodError",
+           "RtinstError", "TrainingInterrupted", "UnknownModelFamily", "add_rtinst_config",
+           "get_cfg", "load_methods", "register_method"]
 
 register_method(
     "rtinst",

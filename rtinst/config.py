@@ -6,11 +6,8 @@ import torch
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as _d2_get_cfg
 
+from .errors import ConfigError
 from .methods import add_method_configs, class_count_keys, load_methods
-
-
-class ConfigError(ValueError):
-    """A config file or option is wrong; the message names the file or option."""
 
 
 def add_fcos_config(cfg):

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
-__all__ = ["ENTRY_POINT_GROUP", "METHODS", "Method", "MethodError", "add_method_configs",
+from .errors import ConfigError, MethodError
+
+__all__ = ["ENTRY_POINT_GROUP", "METHODS", "Method", "add_method_configs",
            "class_count_keys", "find_part", "load_methods", "register_method"]
 
 ENTRY_POINT_GROUP = "rtinst.methods"
@@ -46,10 +48,6 @@ PART_KINDS = {
     "export_pipelines": "export pipeline",
     "track_associations": "track association",
 }
-
-
-class MethodError(RuntimeError):
-    """A method package cannot be imported or declares something another one already does."""
 
 
 @dataclass(frozen=True)
@@ -116,8 +114,6 @@ def register_method(name: str, *, add_config: Optional[Callable] = None,
 def find_part(kind: str, name, config_key: str):
     """The part ``name`` of ``kind`` (a ``register_method`` argument, e.g. "dataset_mappers")
     that some method declares; a ``ConfigError`` naming ``config_key`` and the known names."""
-    from .config import ConfigError
-
     for method in METHODS.values():
         parts = getattr(method, kind)
         if name in parts:

@@ -29,9 +29,9 @@ from rtinst.benchmark import (
 )
 from rtinst.benchmark.model import build_eval_model
 from rtinst.benchmark.report import add_baseline_ratios
-from rtinst.checkpoint import CheckpointError
 from rtinst.config import get_cfg
-from rtinst.engine import ConfigError, load_config
+from rtinst.engine import load_config
+from rtinst.errors import CheckpointError, ConfigError
 from payloads import code_running_pkl
 from tiny_models import tiny_fcos_cfg
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from rtinst.checkpoint import CheckpointError, SafeCheckpointer
+from rtinst.checkpoint import SafeCheckpointer
+from rtinst.errors import CheckpointError
 
 
 def _model():

@@ -5,10 +5,11 @@ import json
 import pytest
 from detectron2.data import MetadataCatalog
 
-from rtinst.config import ConfigError, get_cfg, set_class_count
+from rtinst.config import get_cfg, set_class_count
 from rtinst.data import register_coco_dataset
 from rtinst.engine import load_config
 from rtinst.engine.defaults import check_schedule
+from rtinst.errors import ConfigError
 from rtinst.methods import class_count_keys
 from train_net_runner import ROOT
 

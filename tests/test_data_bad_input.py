@@ -14,8 +14,9 @@ from detectron2.data import DatasetCatalog
 from PIL import Image
 
 from rtinst.config import get_cfg
-from rtinst.data import DatasetError, RobustDatasetMapper, register_coco_dataset, register_from_spec
+from rtinst.data import RobustDatasetMapper, register_coco_dataset, register_from_spec
 from rtinst.data.train_loader import build_resumable_train_loader, check_masks
+from rtinst.errors import DatasetError
 
 
 GOOD = ["good1.png", "good2.png", "good3.png"]

@@ -9,12 +9,13 @@ import torch
 from detectron2.config import CfgNode as CN
 from detectron2.data import MetadataCatalog
 from rtinst import methods
-from rtinst.config import ConfigError, get_cfg
+from rtinst.config import get_cfg
 from rtinst.data import build_dataset_mapper
 from rtinst.data.train_loader import repeat_factor_epochs, shuffled_epochs
+from rtinst.errors import ConfigError, MethodError
 from rtinst.evaluation import build_evaluator
 from rtinst.export import export_pipeline
-from rtinst.methods import ENTRY_POINT_GROUP, METHODS, MethodError, find_part, register_method
+from rtinst.methods import ENTRY_POINT_GROUP, METHODS, find_part, register_method
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import torchvision
 
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
-from rtinst.checkpoint import CheckpointError
 from rtinst.engine import Predictor
 from rtinst.engine.predictor import (
     DEFAULT_MAX_OUTPUT_PIXELS,
@@ -22,6 +21,7 @@ from rtinst.engine.predictor import (
     check_image,
     load_weights,
 )
+from rtinst.errors import CheckpointError
 from payloads import code_running_pkl
 from tiny_models import tiny_fcos_cfg
 

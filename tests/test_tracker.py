@@ -6,7 +6,7 @@ import torch
 from detectron2.structures import Boxes, Instances
 
 from rtinst import get_cfg
-from rtinst.config import ConfigError
+from rtinst.errors import ConfigError
 from rtinst.methods import METHODS, register_method
 from rtinst.video import MaskIoUHungarian, OnlineTracker, VideoTrackResults, mask_iou
 

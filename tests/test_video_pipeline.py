@@ -14,8 +14,7 @@ from detectron2.structures import Boxes, Instances
 
 from rtinst.benchmark import BenchmarkSettings, ModelSpec, random_images, run_benchmark
 from rtinst.data import register_ytvis_dataset, synthetic_videos
-from rtinst.engine import Trainer, load_config
-from rtinst.video import VideoPredictor
+from rtinst.engine import Trainer, VideoPredictor, load_config
 from tiny_models import tiny_fcos_cfg
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,12 +11,13 @@ import pytest
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from rtinst.data import DatasetError, register_video_from_spec, register_ytvis_dataset
+from rtinst.data import register_video_from_spec, register_ytvis_dataset
 from rtinst.data import synthetic_videos
 from rtinst.data.train_loader import check_masks
 from rtinst.data.video_mapper import VideoClipMapper, sample_frame_indices
 from rtinst.data.ytvis import load_ytvis_json
 from rtinst.engine import load_config
+from rtinst.errors import DatasetError
 
 HEIGHT, WIDTH, LENGTH = 24, 32, 3
 

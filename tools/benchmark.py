@@ -26,7 +26,6 @@ import rtinst  # noqa: F401  (registers rtinst's models; its get_cfg those of ev
 from rtinst.benchmark import (
     BenchmarkSettings,
     ModelSpec,
-    UnknownModelFamily,
     fixed_input_size,
     load_images,
     markdown_document,
@@ -36,8 +35,8 @@ from rtinst.benchmark import (
     resize_transform,
     run_benchmark,
 )
-from rtinst.checkpoint import CheckpointError
-from rtinst.engine import ConfigError, load_config
+from rtinst.engine import load_config
+from rtinst.errors import CheckpointError, ConfigError, UnknownModelFamily
 
 logger = logging.getLogger("rtinst.benchmark")
 

@@ -23,7 +23,7 @@ index (N or camera:N; an existing file or folder of that name is read as such) a
 result under its input's name (videos and streams as .mp4), or, for a single input, a file of the
 input's kind (out.jpg, out.mp4).
 
---track runs videos, cameras and streams through the online tracker (rtinst.video.VideoPredictor,
+--track runs videos, cameras and streams through the online tracker (rtinst.engine.VideoPredictor,
 MODEL.TRACKER.*): each track is drawn in its own colour with its ID; a folder of images is then one
 video (its frames in name order, played at --fps) written as <folder name>.mp4.
 
@@ -35,48 +35,17 @@ import argparse
 import collections
 import glob
 import logging
+import os
 import re
 import sys
 from pathlib import Path
 
-import cv2
-import torch
-import tqdm
-from detectron2.data import DatasetCatalog, Metadata, MetadataCatalog
-from detectron2.data.detection_utils import read_image
-from detectron2.utils.colormap import colormap
-from detectron2.utils.video_visualizer import VideoVisualizer
-from detectron2.utils.visualizer import ColorMode, Visualizer
-
-import rtinst  # noqa: F401  (registers rtinst's models)
-from rtinst.benchmark import set_score_threshold
-from rtinst.benchmark.inputs import IMAGE_EXTENSIONS, list_images
-from rtinst.checkpoint import CheckpointError
-from rtinst.data import DatasetError, register_from_spec
-from rtinst.engine import ConfigError, Predictor, load_config
-from rtinst.video import VideoPredictor
-
-logger = logging.getLogger("rtinst.demo")
-
-VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
-URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-CAMERA = re.compile(r"^(?:camera:)?(\d+)$")
-DEFAULT_FPS = 25.0
 DEFAULT_FRAMES_FPS = 10.0  # the moving-shapes videos' rate
-TRACK_COLOURS = colormap(rgb=True, maximum=1)
-
-
-class DemoError(Exception):
-    """A problem (missing or unreadable input, unusable output) reported without a traceback."""
-
-
-Source = collections.namedtuple("Source", "kind location explicit")
-"""``kind``: "image", "video", "frames" (a folder of images read as one video) or "stream";
-``location``: a Path (image, video, frames), a camera index (int) or a URL (str) (stream); ``explicit``: named on the command line (not found in a folder or
-by a glob), so that an unreadable one is an error rather than skipped."""
+ZOO_PREFIX = "zoo:"  # --config-file zoo:<Detectron2 model-zoo name>
 
 
 def parse_args(argv=None):
+    """The arguments, checked with the standard library alone (run before the imports below)."""
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -136,15 +105,52 @@ def parse_args(argv=None):
         "--opts", nargs=argparse.REMAINDER, default=[], help="KEY VALUE ... (must come last)"
     )
     args = parser.parse_args(argv)
-    if args.device == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda: no CUDA device available")
     if len(args.opts) % 2:
         parser.error("--opts needs KEY VALUE pairs")
     if args.max_frames is not None and args.max_frames < 1:
         parser.error("--max-frames must be >= 1")
     if not 0 < args.fps <= 240:
         parser.error("--fps must be in (0, 240]")
+    if not args.config_file.startswith(ZOO_PREFIX) and not os.path.isfile(args.config_file):
+        sys.exit(f"demo.py: error: config file not found: {args.config_file}")
     return args
+
+
+if __name__ == "__main__":
+    # --help and argument errors answer here, before the imports below load torch, Detectron2
+    # and rtinst (seconds); main() parses the same arguments again
+    parse_args()
+
+# rtinst first: importing it registers rtinst's models, and checks the detectron2 build before
+# any detectron2 code runs
+import rtinst  # noqa: E402, F401
+from rtinst.benchmark import set_score_threshold  # noqa: E402
+from rtinst.benchmark.inputs import IMAGE_EXTENSIONS, list_images  # noqa: E402
+from rtinst.data import register_from_spec  # noqa: E402
+from rtinst.engine import Predictor, VideoPredictor, load_config  # noqa: E402
+from rtinst.errors import DemoError, RtinstError  # noqa: E402
+
+import cv2  # noqa: E402
+import torch  # noqa: E402
+import tqdm  # noqa: E402
+from detectron2.data import DatasetCatalog, Metadata, MetadataCatalog  # noqa: E402
+from detectron2.data.detection_utils import read_image  # noqa: E402
+from detectron2.utils.colormap import colormap  # noqa: E402
+from detectron2.utils.video_visualizer import VideoVisualizer  # noqa: E402
+from detectron2.utils.visualizer import ColorMode, Visualizer  # noqa: E402
+
+logger = logging.getLogger("rtinst.demo")
+
+VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+CAMERA = re.compile(r"^(?:camera:)?(\d+)$")
+DEFAULT_FPS = 25.0
+TRACK_COLOURS = colormap(rgb=True, maximum=1)
+
+Source = collections.namedtuple("Source", "kind location explicit")
+"""``kind``: "image", "video", "frames" (a folder of images read as one video) or "stream";
+``location``: a Path (image, video, frames), a camera index (int) or a URL (str) (stream); ``explicit``: named on the command line (not found in a folder or
+by a glob), so that an unreadable one is an error rather than skipped."""
 
 
 # ---------------------------------------------------------------------------- set-up
@@ -154,6 +160,8 @@ def setup_cfg(args):
     """The config of ``args``: --dataset registered first and made DATASETS.TEST (so that
     ``load_config`` gives every head its class count), the score threshold set, MODEL.WEIGHTS
     required unless --random-weights."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise DemoError("--device cuda: no CUDA device available")
     opts = list(args.opts)
     if args.dataset:
         name = register_from_spec(args.dataset)
@@ -519,7 +527,7 @@ def main(argv=None):
             if source.kind != "image":
                 run_on_video(predictor, metadata, counter, source, outputs.target(source),
                              args.confidence_threshold, args.max_frames, args.track, args.fps)
-    except (ConfigError, CheckpointError, DatasetError, DemoError) as e:
+    except RtinstError as e:
         sys.exit(f"demo.py: error: {e}")
 
 

@@ -22,16 +22,17 @@ import time
 
 import numpy as np
 import torch
+
+# rtinst first: importing it checks the detectron2 build before any detectron2 code runs, and
+# registers rtinst's models (its get_cfg those of every method)
+import rtinst  # noqa: F401, I001
 from detectron2.data import DatasetCatalog
 from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
-
-import rtinst  # noqa: F401  (registers rtinst's models; its get_cfg those of every method)
 from rtinst.benchmark.inputs import list_images, random_images
-from rtinst.checkpoint import CheckpointError
-from rtinst.data import DatasetError
-from rtinst.engine import ConfigError, load_config
+from rtinst.engine import load_config
 from rtinst.engine.predictor import load_weights
+from rtinst.errors import CheckpointError, ConfigError, DatasetError
 from rtinst.export import (
     ONNXPredictor,
     compare_outputs,

@@ -6,7 +6,6 @@ reports (``report``)."""
 from .detections import (
     BUILTIN_FAMILIES,
     DetectionFamily,
-    UnknownModelFamily,
     fix_detection_count,
     set_score_threshold,
 )
@@ -38,7 +37,6 @@ __all__ = [
     "BUILTIN_FAMILIES",
     "DetectionFamily",
     "TimedModel",
-    "UnknownModelFamily",
     "build_eval_model",
     "calibrate_normalisation",
     "count_gflops",

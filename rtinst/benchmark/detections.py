@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import torch
 
 from rtinst.config import config_value
+from rtinst.errors import UnknownModelFamily
 from rtinst.methods import METHODS
 from rtinst.modeling.fcos import FCOSHead
 
@@ -30,10 +31,6 @@ class DetectionFamily:
     # called on a randomly initialised model before it is measured; returns what it changed
     # (for the benchmark's record) or None
     prepare_untrained: Optional[Callable[[torch.nn.Module], Optional[str]]] = None
-
-
-class UnknownModelFamily(ValueError):
-    """No registered family describes a model's post-processing."""
 
 
 @torch.no_grad()

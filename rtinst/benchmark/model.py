@@ -63,7 +63,7 @@ def build_eval_model(cfg, calibration_inputs, seed=0):
     ``rtinst.engine.predictor.load_weights`` (no code in it runs; a ``CheckpointError`` for a file
     that cannot be read or does not fit the model: a partly random model would not be measured
     as the trained one runs)."""
-    # imported here: ``import rtinst`` imports this package before what rtinst.engine needs
+    # imported here: ``import rtinst`` imports this package, and need not load rtinst.engine
     from rtinst.engine.predictor import load_weights
 
     weights = resolve_weights(cfg)

@@ -1,3 +1,3 @@
-from .safe_checkpointer import CheckpointError, SafeCheckpointer
+from .safe_checkpointer import SafeCheckpointer
 
-__all__ = ["CheckpointError", "SafeCheckpointer"]
+__all__ = ["SafeCheckpointer"]

@@ -23,11 +23,9 @@ from detectron2.checkpoint import DetectionCheckpointer, detection_checkpoint
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.utils.file_io import PathManager
 
+from ..errors import CheckpointError
+
 logger = logging.getLogger(__name__)
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file could not be used; the message names the file and the reason."""
 
 
 @contextlib.contextmanager

@@ -4,7 +4,6 @@ datasets, ``ytvis.py``; registered on import), a data-loading mapper robust to u
 and the video clip mapper."""
 from .dataset_mapper import RobustDatasetMapper, build_dataset_mapper
 from .datasets import (
-    DatasetError,
     dataset_thing_classes,
     ensure_generated,
     get_cache_dir,
@@ -22,7 +21,6 @@ from .ytvis import (
 )
 
 __all__ = [
-    "DatasetError",
     "RobustDatasetMapper",
     "build_dataset_mapper",
     "dataset_thing_classes",

@@ -23,6 +23,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import load_coco_json
 from detectron2.utils.colormap import colormap
 
+from ..errors import DatasetError
 from . import synthetic_shapes
 
 logger = logging.getLogger(__name__)
@@ -33,10 +34,6 @@ BBOX_TOLERANCE = 1.0  # pixels a box may stick out of its image before it counts
 MAX_LISTED = 5  # problems named in a warning; the rest are counted
 
 _cache_dir = None
-
-
-class DatasetError(ValueError):
-    """A dataset cannot be used; the message names the file and what is wrong with it."""
 
 
 # ---------------------------------------------------------------------------- cache dir

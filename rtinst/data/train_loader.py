@@ -29,9 +29,8 @@ from detectron2.data.common import DatasetFromList
 from detectron2.data.samplers import RepeatFactorTrainingSampler
 from detectron2.utils import comm
 
+from rtinst.errors import DatasetError
 from rtinst.methods import find_part
-
-from .datasets import DatasetError
 
 logger = logging.getLogger(__name__)
 

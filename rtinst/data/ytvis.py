@@ -30,9 +30,9 @@ import os
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 
+from ..errors import DatasetError
 from . import synthetic_videos
 from .datasets import (
-    DatasetError,
     _listing,
     check_new_registration,
     dataset_thing_classes,

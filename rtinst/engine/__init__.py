@@ -1,4 +1,4 @@
-from .defaults import ConfigError, argument_parser, config_file_path, load_config, setup
+from .defaults import argument_parser, config_file_path, load_config, setup
 from .look_forward import (
     LookForwardHook,
     LookForwardParams,
@@ -10,14 +10,15 @@ from .look_forward import (
 )
 from .predictor import Predictor
 from .trainer import Trainer
+from .video_predictor import VideoPredictor
 
 __all__ = [
-    "ConfigError",
     "LookForwardHook",
     "LookForwardParams",
     "LookForwardScheduler",
     "Predictor",
     "Trainer",
+    "VideoPredictor",
     "argument_parser",
     "build_validation_batches",
     "candidate_settings",

@@ -1,16 +1,17 @@
-"""Command-line arguments and config set-up shared by ``train_net.py`` and the tools."""
+"""Config set-up shared by ``train_net.py`` and the tools, and their command-line arguments
+(``argument_parser``, from ``rtinst/cli.py``: the standard library only)."""
 import os
 
 import torch
 import yaml
 from detectron2 import model_zoo
 from detectron2.data import DatasetCatalog
-from detectron2.engine import default_argument_parser as _d2_argument_parser
 from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from rtinst.config import ConfigError, get_cfg, set_class_count
+from rtinst.cli import ZOO_PREFIX, argument_parser, missing_config_file  # noqa: F401
+from rtinst.config import get_cfg, set_class_count
 from rtinst.data.datasets import (
     dataset_thing_classes,
     register_from_cfg,
@@ -18,31 +19,9 @@ from rtinst.data.datasets import (
     set_cache_dir,
 )
 from rtinst.data.ytvis import register_video_from_spec
+from rtinst.errors import ConfigError
 
-
-ZOO_PREFIX = "zoo:"
 BASE_KEY = "_BASE_"
-
-
-def argument_parser(epilog=None):
-    """Detectron2's arguments plus ``--dataset name=annotations.json,image_dir`` (repeatable)."""
-    parser = _d2_argument_parser(epilog=epilog)
-    parser.add_argument(
-        "--dataset",
-        action="append",
-        default=[],
-        metavar="NAME=JSON,IMAGE_DIR",
-        help="register a COCO-format dataset under NAME (use it in DATASETS.TRAIN/TEST)",
-    )
-    parser.add_argument(
-        "--video-dataset",
-        action="append",
-        default=[],
-        metavar="NAME=JSON,FRAMES_DIR",
-        help="register a YouTube-VIS-format video dataset under NAME (and its frames as "
-        "NAME_frames; use them in DATASETS.TRAIN/TEST)",
-    )
-    return parser
 
 
 def _unknown_key(error):
@@ -58,8 +37,9 @@ def config_file_path(spec):
             return model_zoo.get_config_file(name)
         except RuntimeError:
             raise ConfigError(f"not a Detectron2 model-zoo config: {name}") from None
-    if not os.path.isfile(spec):
-        raise ConfigError(f"config file not found: {spec}")
+    missing = missing_config_file(spec)
+    if missing:
+        raise ConfigError(missing)
     return spec
 
 

@@ -9,21 +9,11 @@ import threading
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 
+from ..errors import TrainingInterrupted
+
 logger = logging.getLogger(__name__)
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-class TrainingInterrupted(BaseException):
-    """Training stopped on a signal after saving ``checkpoint``. A ``BaseException`` (as
-    ``KeyboardInterrupt``): Detectron2's training loop reports an ``Exception`` as a crash."""
-
-    def __init__(self, signum, iteration, checkpoint):
-        self.signum, self.iteration, self.checkpoint = signum, iteration, checkpoint
-        super().__init__(
-            f"{signal.Signals(signum).name} received: stopped after iteration {iteration}, "
-            f"saved {checkpoint}; continue with --resume"
-        )
 
 
 class InterruptCheckpointer(HookBase):

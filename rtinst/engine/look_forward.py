@@ -27,8 +27,7 @@ from detectron2.utils.events import EventStorage
 
 from rtinst.data.dataset_mapper import build_dataset_mapper
 from rtinst.data.train_loader import SeededMapDataset
-
-from .defaults import ConfigError
+from rtinst.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,8 @@ from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from fvcore.common.checkpoint import _filter_reused_missing_keys
 
-from rtinst.checkpoint import CheckpointError, SafeCheckpointer
+from rtinst.checkpoint import SafeCheckpointer
+from rtinst.errors import CheckpointError
 from rtinst.modeling.inference_fusion import optimize_for_inference
 
 __all__ = [

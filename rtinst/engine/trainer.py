@@ -32,11 +32,12 @@ from rtinst.checkpoint import SafeCheckpointer
 from rtinst.data.dataset_mapper import build_dataset_mapper
 from rtinst.data.train_loader import LazyTrainLoader, build_resumable_train_loader
 from rtinst.data.ytvis import is_video_dataset
+from rtinst.errors import ConfigError
 from rtinst.evaluation import build_evaluator
 from rtinst.reports import write_run_report
 from rtinst.video import inference_on_videos
 
-from .defaults import ConfigError, check_schedule
+from .defaults import check_schedule
 from .interruption import InterruptCheckpointer
 from .look_forward import (
     SCHEDULER_NAME as LOOK_FORWARD,

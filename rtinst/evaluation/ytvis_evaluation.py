@@ -33,7 +33,6 @@ from detectron2.utils.file_io import PathManager
 from detectron2.utils.logger import create_small_table
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
-from trackeval.metrics import CLEAR, HOTA, Identity
 
 __all__ = ["YTVISEvaluator", "YTVISeval", "compute_identity_metrics", "compute_segm_metrics",
            "load_tracks", "spatiotemporal_iou", "spatiotemporal_ious", "to_rle"]
@@ -234,6 +233,8 @@ def _sequence_data(gt_tracks, tracker_tracks, length):
 
 def _identity_metrics(gt, gt_tracks, dt_tracks, id_score_threshold):
     """IDF1, IDSW, MOTA, HOTA, DetA, AssA (percent; IDSW a count) of ``load_tracks``' tracks."""
+    from trackeval.metrics import CLEAR, HOTA, Identity  # here: it imports scipy (~0.5 s)
+
     metrics = [CLEAR({"PRINT_CONFIG": False}), Identity({"PRINT_CONFIG": False}), HOTA()]
     gts, trackers = defaultdict(list), defaultdict(list)
     for track in gt_tracks:

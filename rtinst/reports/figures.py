@@ -1,11 +1,12 @@
-"""Matplotlib figures without pyplot's global state (safe in trainers and worker threads)."""
-from matplotlib.figure import Figure
-
+"""Matplotlib figures without pyplot's global state (safe in trainers and worker threads).
+Matplotlib is imported by the first figure, not with this module: ``import rtinst`` stays light."""
 DPI = 100
 
 
 def new_figure(width, height):
     """A figure ``width`` x ``height`` inches, drawn by the Agg back end when saved."""
+    from matplotlib.figure import Figure
+
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 

@@ -8,7 +8,6 @@ import pycocotools.mask as mask_util
 import torch
 from detectron2.data.detection_utils import read_image
 from detectron2.structures import Boxes, BoxMode, Instances
-from detectron2.utils.visualizer import Visualizer
 
 from .instances import contiguous_classes
 
@@ -59,6 +58,8 @@ def _join(images, axis, gap=12):
 
 def gallery_pair(record, results, metadata, score_threshold):
     """One image (RGB): the ground truth on the left, the predictions on the right."""
+    from detectron2.utils.visualizer import Visualizer  # here: it imports matplotlib
+
     image = read_image(record["file_name"], format="RGB")
     truth = Visualizer(image, metadata).draw_dataset_dict(record).get_image()
     instances = prediction_instances(results, image.shape[0], image.shape[1], metadata,

@@ -9,16 +9,19 @@ detectron2 v0.6's Python files byte for byte but not its C++/CUDA sources. This 
 2. copies ``detectron2/`` and the three projects v0.6 installs under ``detectron2.projects``;
 3. applies the small source patches listed in ``PATCHES`` (each must match exactly once);
 4. adds the files in ``ADDED_FILES`` from this folder: ``_C.py`` as ``detectron2/_C.py`` and
-   ``safe_pickle.py`` as ``detectron2/utils/safe_pickle.py``;
+   ``safe_pickle.py`` as ``detectron2/utils/safe_pickle.py``, and ``detectron2/_rtinst_patches.py``
+   listing the ids of the patches (``import rtinst`` checks it);
 5. writes ``detectron2-0.6+purepy-py3-none-any.whl`` and, with ``--install``, pip-installs it.
 
-With ``--install`` it does nothing when a compiled detectron2 (a ``_C`` extension module) is
-already installed, or when this very build is.
+With ``--install`` it does nothing when this very build is installed, or a compiled detectron2
+(a ``_C`` extension module) whose sources ``--patch-tree`` patched; a compiled detectron2
+without those patches is replaced.
 
 Usage::
 
     python third_party/detectron2_py/build_wheel.py --install            # build + install
     python third_party/detectron2_py/build_wheel.py --out wheels/        # build only
+    python third_party/detectron2_py/build_wheel.py --patch-tree ~/detectron2  # a v0.6 checkout
 """
 import argparse
 import base64
@@ -40,11 +43,17 @@ SDIST_SHA256 = "5d2e9e51e523ec72f6a31cca04b0a515492e9514b773a3d134cedc0677170b29
 VERSION = "0.6+purepy"
 HERE = Path(__file__).resolve().parent
 
-# Each patch: (file inside the package, text in v0.6, replacement, why). The text must occur
-# exactly once in the file (a patch that no longer matches fails the build).
+# Each patch: (id, file inside the package, text in v0.6, replacement, why). The text must occur
+# exactly once in the file (a patch that no longer matches fails the build). The ids of a build
+# are listed in its ``detectron2/_rtinst_patches.py`` (MARKER, a module so that detectron2's own
+# setup.py installs it too); ``import rtinst`` reads that file (without importing detectron2)
+# and stops with one line naming the ids it needs and the build lacks
+# (rtinst/utils/detectron2_build.py, which says which ids rtinst needs and why). Several
+# entries with the same id are one change; give a new change a new id.
 PATCHES = [
     # --- Python >= 3.11, Pillow >= 10, setuptools >= 81
     (
+        "pillow-bilinear",
         "detectron2/data/transforms/transform.py",
         "interp=Image.LINEAR",
         "interp=Image.BILINEAR",
@@ -52,6 +61,7 @@ PATCHES = [
         "Python 3.12 has no Pillow < 10.",
     ),
     (
+        "sample-sorted-set",
         "detectron2/data/common.py",
         "cur_idx = self._rng.sample(self._fallback_candidates, k=1)[0]",
         "cur_idx = self._rng.choice(sorted(self._fallback_candidates))",
@@ -59,6 +69,7 @@ PATCHES = [
         "crashed.",
     ),
     (
+        "no-pkg-resources",
         "detectron2/model_zoo/model_zoo.py",
         'cfg_file = pkg_resources.resource_filename(\n'
         '        "detectron2.model_zoo", os.path.join("configs", config_path)\n'
@@ -66,9 +77,11 @@ PATCHES = [
         'cfg_file = os.path.join(os.path.dirname(__file__), "configs", config_path)',
         "pkg_resources is gone from setuptools >= 81 and absent from fresh Python 3.12 venvs.",
     ),
-    ("detectron2/model_zoo/model_zoo.py", "import pkg_resources\n", "", "(same)"),
+    ("no-pkg-resources", "detectron2/model_zoo/model_zoo.py", "import pkg_resources\n", "",
+     "(same)"),
     # --- training on CPU processes
     (
+        "cpu-ddp",
         "detectron2/engine/launch.py",
         '    assert torch.cuda.is_available(), '
         '"cuda is not available. Please check your installation."\n',
@@ -76,12 +89,14 @@ PATCHES = [
         "Multi-process training on CPU (gloo backend): v0.6 required CUDA and NCCL.",
     ),
     (
+        "cpu-ddp",
         "detectron2/engine/launch.py",
         'backend="NCCL",',
         'backend="NCCL" if torch.cuda.is_available() else "GLOO",',
         "(same)",
     ),
     (
+        "cpu-ddp",
         "detectron2/engine/launch.py",
         "    assert num_gpus_per_machine <= torch.cuda.device_count()\n"
         "    torch.cuda.set_device(local_rank)\n",
@@ -91,6 +106,7 @@ PATCHES = [
         "(same)",
     ),
     (
+        "cpu-ddp",
         "detectron2/engine/defaults.py",
         '    if "device_ids" not in kwargs:\n',
         '    if "device_ids" not in kwargs and next(model.parameters()).is_cuda:\n',
@@ -98,6 +114,7 @@ PATCHES = [
     ),
     # --- torch 2.x
     (
+        "export-without-caffe2",
         "detectron2/export/__init__.py",
         "from .api import *\n"
         "from .flatten import TracingAdapter\n"
@@ -142,6 +159,7 @@ PATCHES = [
         "detectron2.utils.analysis (FlopCountAnalysis), none of which needs it.",
     ),
     (
+        "torch2-lr-schedulers",
         "detectron2/engine/hooks.py",
         "from .train_loop import HookBase\n",
         "from .train_loop import HookBase\n"
@@ -154,6 +172,7 @@ PATCHES = [
         "schedulers are not, so resuming restarted their schedule.",
     ),
     (
+        "torch2-lr-schedulers",
         "detectron2/engine/hooks.py",
         "    def state_dict(self):\n"
         "        if isinstance(self.scheduler, torch.optim.lr_scheduler._LRScheduler):\n",
@@ -162,6 +181,7 @@ PATCHES = [
         "(same)",
     ),
     (
+        "torch2-lr-schedulers",
         "detectron2/engine/hooks.py",
         "    def load_state_dict(self, state_dict):\n"
         "        if isinstance(self.scheduler, torch.optim.lr_scheduler._LRScheduler):\n",
@@ -170,6 +190,7 @@ PATCHES = [
         "(same)",
     ),
     (
+        "quiet-jit-script",
         "detectron2/__init__.py",
         "setup_environment()\n",
         "setup_environment()\n"
@@ -195,6 +216,7 @@ PATCHES = [
         "with exactly that warning filtered.",
     ),
     (
+        "quiet-jit-script",
         "detectron2/modeling/box_regression.py",
         "import math\n",
         "import math\nimport warnings\n",
@@ -203,6 +225,7 @@ PATCHES = [
         "scripted (TorchScript models use them), without the warning.",
     ),
     (
+        "quiet-jit-script",
         "detectron2/modeling/box_regression.py",
         "_DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)\n",
         "_DEFAULT_SCALE_CLAMP = math.log(1000.0 / 16)\n"
@@ -219,12 +242,14 @@ PATCHES = [
         "(same)",
     ),
     (
+        "quiet-jit-script",
         "detectron2/modeling/box_regression.py",
         "@torch.jit.script\nclass Box2BoxTransform(object):\n",
         "@_script_quietly\nclass Box2BoxTransform(object):\n",
         "(same)",
     ),
     (
+        "quiet-jit-script",
         "detectron2/modeling/box_regression.py",
         "@torch.jit.script\nclass Box2BoxTransformRotated(object):\n",
         "@_script_quietly\nclass Box2BoxTransformRotated(object):\n",
@@ -232,6 +257,7 @@ PATCHES = [
     ),
     # --- log files
     (
+        "plain-log-files",
         "detectron2/utils/logger.py",
         "import os\nimport sys\n",
         "import os\nimport re\nimport sys\n",
@@ -240,6 +266,7 @@ PATCHES = [
         "wrote messages as they are. Its (plain) formatter now drops ANSI escape sequences.",
     ),
     (
+        "plain-log-files",
         "detectron2/utils/logger.py",
         "@functools.lru_cache()  # so that calling setup_logger multiple times",
         "class _PlainFormatter(logging.Formatter):\n"
@@ -255,12 +282,14 @@ PATCHES = [
         "(same)",
     ),
     (
+        "plain-log-files",
         "detectron2/utils/logger.py",
         "    plain_formatter = logging.Formatter(\n",
         "    plain_formatter = _PlainFormatter(\n",
         "(same)",
     ),
     (
+        "quiet-collect-env",
         "detectron2/utils/collect_env.py",
         "    from torch.utils.cpp_extension import CUDA_HOME, ROCM_HOME\n",
         "    if has_gpu:\n"
@@ -273,6 +302,7 @@ PATCHES = [
     ),
     # --- pickle files never run code
     (
+        "safe-pickle",
         "detectron2/checkpoint/detection_checkpoint.py",
         "from detectron2.utils.file_io import PathManager\n",
         "from detectron2.utils import safe_pickle\n"
@@ -282,12 +312,14 @@ PATCHES = [
         "`import pickle` stays (code that swaps detection_checkpoint.pickle keeps working).",
     ),
     (
+        "safe-pickle",
         "detectron2/checkpoint/detection_checkpoint.py",
         'data = pickle.load(f, encoding="latin1")',
         'data = safe_pickle.load(f, encoding="latin1")',
         "(same)",
     ),
     (
+        "safe-pickle",
         "detectron2/data/build.py",
         "from detectron2.utils.env import seed_all_rng\n",
         "from detectron2.utils import safe_pickle\nfrom detectron2.utils.env import seed_all_rng\n",
@@ -295,6 +327,7 @@ PATCHES = [
         "callable the file names: read them with detectron2.utils.safe_pickle.",
     ),
     (
+        "safe-pickle",
         "detectron2/data/build.py",
         '        proposals = pickle.load(f, encoding="latin1")\n',
         "        try:\n"
@@ -304,6 +337,7 @@ PATCHES = [
         "(same; the error names the file)",
     ),
     (
+        "pyth-weights-only",
         "detectron2/checkpoint/detection_checkpoint.py",
         "                data = torch.load(f)\n",
         "                data = torch.load(f, weights_only=True)\n",
@@ -311,6 +345,7 @@ PATCHES = [
         "(arbitrary code): tensors and plain containers only, on every torch.",
     ),
     (
+        "safe-zoo-yaml",
         "detectron2/model_zoo/configs/Base-RetinaNet.yaml",
         '    SIZES: !!python/object/apply:eval ["[[x, x * 2**(1.0/3), x * 2**(2.0/3) ] for x in '
         '[32, 64, 128, 256, 512 ]]"]\n',
@@ -325,6 +360,7 @@ PATCHES = [
     ),
     # --- images
     (
+        "16-bit-images",
         "detectron2/data/detection_utils.py",
         "        image = image.convert(conversion_format)\n    image = np.asarray(image)\n",
         "        image = _to_8_bits(image).convert(conversion_format)\n"
@@ -335,6 +371,7 @@ PATCHES = [
         "reports as an unreadable image).",
     ),
     (
+        "16-bit-images",
         "detectron2/data/detection_utils.py",
         "def convert_PIL_to_numpy(image, format):\n",
         "def _to_8_bits(image):\n"
@@ -360,6 +397,7 @@ PATCHES = [
     ),
     # --- numpy >= 1.24
     (
+        "numpy-int",
         "detectron2/data/build.py",
         "    histogram = np.zeros((num_classes,), dtype=np.int)\n",
         "    histogram = np.zeros((num_classes,), dtype=int)\n",
@@ -367,6 +405,7 @@ PATCHES = [
         "get_detection_dataset_dicts, so the training set's class histogram was never logged.",
     ),
     (
+        "numpy-int",
         "detectron2/data/build.py",
         '[x["category_id"] for x in annos if not x.get("iscrowd", 0)], dtype=np.int\n',
         '[x["category_id"] for x in annos if not x.get("iscrowd", 0)], dtype=int\n',
@@ -374,6 +413,7 @@ PATCHES = [
     ),
     # --- deformable convolutions without the compiled _C
     (
+        "torchvision-deform-conv",
         "detectron2/layers/deform_conv.py",
         "deform_conv = _DeformConv.apply\nmodulated_deform_conv = _ModulatedDeformConv.apply\n",
         "def deform_conv(input, offset, weight, stride=1, padding=0, dilation=1, groups=1,\n"
@@ -393,11 +433,14 @@ PATCHES = [
     ),
 ]
 
-# files of this folder added to the package: {path in the wheel: file here}
+# files of this folder added to the package: {path in the wheel: (file here, patch id)}
 ADDED_FILES = {
-    "detectron2/_C.py": "_C.py",
-    "detectron2/utils/safe_pickle.py": "safe_pickle.py",
+    "detectron2/_C.py": ("_C.py", "pure-python-ops"),
+    "detectron2/utils/safe_pickle.py": ("safe_pickle.py", "safe-pickle"),
 }
+# what --patch-tree does not add to a compiled detectron2's sources: the pure-Python _C
+TREE_SKIPS = {"detectron2/_C.py"}
+MARKER = "detectron2/_rtinst_patches.py"
 
 PROJECTS = {
     "projects/PointRend/point_rend": "detectron2/projects/point_rend",
@@ -426,10 +469,28 @@ def build_id():
     """Identifies this build: the sdist pin, the patches and the added files."""
     h = hashlib.sha256(SDIST_SHA256.encode())
     h.update(repr(PATCHES).encode())
-    for target, name in sorted(ADDED_FILES.items()):
+    for target, (name, _) in sorted(ADDED_FILES.items()):
         h.update(target.encode())
         h.update((HERE / name).read_bytes())
     return h.hexdigest()[:16]
+
+
+def patch_ids(added=ADDED_FILES):
+    """The ids of ``PATCHES`` and of the ``added`` files, in order, each once."""
+    ids = [patch[0] for patch in PATCHES] + [pid for _, pid in added.values()]
+    return list(dict.fromkeys(ids))
+
+
+def marker_text(added=ADDED_FILES):
+    """The content of ``MARKER``: the patch ids of a build, as the tuple ``PATCHES``."""
+    return (
+        '"""detectron2 v0.6 with the source patches of rtinst\'s '
+        'third_party/detectron2_py/build_wheel.py:\n'
+        'their ids, which rtinst/utils/detectron2_build.py reads at ``import rtinst``."""\n'
+        "PATCHES = (\n"
+        + "".join(f'    "{pid}",\n' for pid in patch_ids(added))
+        + ")\n"
+    )
 
 
 def _sha256(path):
@@ -503,18 +564,47 @@ def read_sources(sdist_path):
     return files
 
 
-def apply_patches(files):
-    """Applies ``PATCHES`` (each must match exactly once) and adds ``ADDED_FILES``."""
-    for path, old, new, why in PATCHES:
+def apply_patches(files, added=ADDED_FILES):
+    """Applies ``PATCHES`` (each must match exactly once), adds the ``added`` files and the
+    ``MARKER`` listing their ids."""
+    for pid, path, old, new, why in PATCHES:
         text = files[path].decode()
         count = text.count(old)
         if count != 1:
             found = "does not match" if count == 0 else f"matches {count} times"
-            raise SystemExit(f"error: patch for {path} ({why}) {found} the sources")
+            raise SystemExit(f"error: patch {pid} for {path} ({why}) {found} the sources")
         files[path] = text.replace(old, new).encode()
-    for target, name in ADDED_FILES.items():
+    for target, (name, _) in added.items():
         files[target] = (HERE / name).read_bytes()
-    files["detectron2/PURE_BUILD"] = build_id().encode()
+    files[MARKER] = marker_text(added).encode()
+
+
+def patch_tree(root):
+    """Applies ``PATCHES`` in place to the detectron2 v0.6 sources under ``root`` (a checkout
+    of the v0.6 tag, e.g. one built with its compiled ``_C``), adds ``safe_pickle.py`` and the
+    ``MARKER``; not the pure-Python ``_C.py``. Files are written only if every patch matches."""
+    root = Path(root)
+    if (root / MARKER).is_file():
+        if (root / MARKER).read_text() == marker_text(_tree_added()):
+            print(f"{root / 'detectron2'} already has these patches")
+            return
+        raise SystemExit(f"error: {root / MARKER} exists: these sources were patched by another "
+                         "version of build_wheel.py; start again from v0.6's sources")
+    paths = {path for _, path, *_ in PATCHES}
+    missing = sorted(p for p in paths if not (root / p).is_file())
+    if missing:
+        raise SystemExit(f"error: {root} is not detectron2 v0.6's source folder "
+                         f"(no {', '.join(missing)})")
+    files = {path: (root / path).read_bytes() for path in paths}
+    apply_patches(files, _tree_added())
+    for path, data in files.items():
+        (root / path).write_bytes(data)
+    print(f"patched {root / 'detectron2'} ({len(patch_ids(_tree_added()))} patches); "
+          "reinstall it if it is not installed in editable mode")
+
+
+def _tree_added():
+    return {k: v for k, v in ADDED_FILES.items() if k not in TREE_SKIPS}
 
 
 def _record_line(path, data):
@@ -558,13 +648,17 @@ def write_wheel(files, out_dir):
 
 
 def installed_state():
-    """'compiled', 'current' (this build), 'other' or None, for the detectron2 pip would import."""
+    """'compiled' (with a compiled ``_C`` and the patches of ``--patch-tree``), 'current'
+    (this build), 'other' or None, for the detectron2 this Python would import."""
     spec = importlib.util.find_spec("detectron2")
     if spec is None or not spec.submodule_search_locations:
         return None
     pkg = Path(list(spec.submodule_search_locations)[0])
     if any(pkg.glob("_C*.so")) or any(pkg.glob("_C*.pyd")):
-        return "compiled"
+        marker = pkg.parent / MARKER
+        if marker.is_file() and marker.read_text() == marker_text(_tree_added()):
+            return "compiled"
+        return "compiled, unpatched"
     marker = pkg / "PURE_BUILD"
     if marker.is_file() and marker.read_text().strip() == build_id():
         return "current"
@@ -578,13 +672,24 @@ def main(argv=None):
     p.add_argument("--cache-dir", default=os.path.expanduser("~/.cache/rtinst"))
     p.add_argument("--out", default=None, help="folder for the wheel (default: the cache dir)")
     p.add_argument("--install", action="store_true", help="pip-install the wheel into this Python")
+    p.add_argument("--patch-tree", metavar="DIR",
+                   help="instead: patch the detectron2 v0.6 sources in DIR (a checkout of the "
+                        "v0.6 tag that you compile yourself) in place")
     args = p.parse_args(argv)
+    if args.patch_tree:
+        patch_tree(args.patch_tree)
+        return 0
 
     if args.install:
         state = installed_state()
         if state == "compiled":
-            print("detectron2 with a compiled _C is already installed: leaving it alone.")
+            print("detectron2 with a compiled _C and rtinst's patches is already installed: "
+                  "leaving it alone.")
             return 0
+        if state == "compiled, unpatched":
+            print("replacing the installed detectron2 with a compiled _C: it lacks rtinst's "
+                  "patches (to keep a compiled build, patch its v0.6 sources with "
+                  "--patch-tree DIR and reinstall it)")
         if state == "current":
             print("detectron2 (pure-Python build) is already installed and current.")
             return 0
@@ -592,6 +697,7 @@ def main(argv=None):
     sdist = find_sdist(args.sdist, args.find_links, args.cache_dir)
     files = read_sources(sdist)
     apply_patches(files)
+    files["detectron2/PURE_BUILD"] = build_id().encode()
     wheel = write_wheel(files, args.out or args.cache_dir)
     print(f"built {wheel}")
     if args.install:

@@ -1,9 +1,11 @@
-"""``VideoPredictor``: any rtinst model run frame by frame, its instances given track IDs."""
+"""``VideoPredictor``: any rtinst model run frame by frame, its instances given track IDs. It
+lives beside ``Predictor``, not in ``rtinst.video``: the video package (tracking, video
+evaluation) is used by the trainer, and must not import ``rtinst.engine`` back."""
 import time
 
-from rtinst.engine.predictor import Predictor
+from rtinst.video.tracker import OnlineTracker
 
-from .tracker import OnlineTracker
+from .predictor import Predictor
 
 
 class VideoPredictor:
