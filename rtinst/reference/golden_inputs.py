@@ -103,7 +103,7 @@ def training_record(model, with_basis_sem: bool = False):
     with EventStorage():
         losses = model(inputs)
     sum(losses.values()).backward()
-    return {"losses": {k: float(v) for k, v in sorted(losses.items())},
+    return {"losses": {k: float(v.detach()) for k, v in sorted(losses.items())},
             "grad_norms": {name: float(p.grad.norm()) for name, p in model.named_parameters()
                            if p.grad is not None}}
 
