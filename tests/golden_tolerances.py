@@ -20,6 +20,8 @@ are allowed, a few at most:
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,9 @@ YOLACT = Tolerances(box_px=1e-3, score=1e-4, mask_iou=0.95, mean_mask_iou=0.99,
                     loss_rtol=1e-4, grad_rtol=1e-2, grad_atol=1e-6)
 
 
-def _box_iou(a, b):
-    x0, y0 = np.maximum(a[:2], b[:2])
-    x1, y1 = np.minimum(a[2:], b[2:])
-    inter = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def _box_iou(a, b) -> float:
+    return float(box_iou(torch.tensor([a], dtype=torch.float64),
+                         torch.tensor([b], dtype=torch.float64)))
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -105,17 +104,17 @@ def detection_deviations(ours, theirs, tol: Tolerances):
         for j in only_t:
             o, t = ours[i], theirs[j]
             if (o["class"] == t["class"] and abs(o["score"] - t["score"]) <= tol.score
-                    and _box_iou(np.array(o["box"]), np.array(t["box"])) > 0.5):
+                    and _box_iou(o["box"], t["box"]) > 0.5):
                 ties.append((i, j))
                 only_o.remove(i)
                 only_t.remove(j)
                 break
     weakest = min([d["score"] for d in ours + theirs], default=0.0)
-    boundary = [d["score"] for d in [ours[i] for i in only_o] + [theirs[j] for j in only_t]
-                if d["score"] - weakest <= tol.score]
-    unexplained = len(only_o) + len(only_t) - len(boundary)
+    boundary = sum(d["score"] - weakest <= tol.score
+                   for d in [ours[i] for i in only_o] + [theirs[j] for j in only_t])
+    unexplained = len(only_o) + len(only_t) - boundary
     deviation = {"detections": [len(ours), len(theirs)], "pairs": len(pairs),
-                 "nms_ties": len(ties), "boundary": len(boundary), "unexplained": unexplained,
+                 "nms_ties": len(ties), "boundary": boundary, "unexplained": unexplained,
                  "box_px": 0.0, "score": 0.0, "mask_score": 0.0, "mask_iou": 1.0,
                  "mean_mask_iou": 1.0}
     ious = []
