@@ -84,24 +84,28 @@ def _sources():
     return files
 
 
+def _absolute_imports(path):
+    """(line, top-level module) of every absolute import in ``path``, at any depth, in line
+    order."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module.split(".")[0]))
+    return sorted(found)
+
+
 def _third_party_imports():
     """{top-level module: [files importing it]} for absolute imports that are neither the
     standard library nor rtinst's own packages."""
     local = _local_packages()
     found = {}
     for path in _sources():
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Import):
-                names = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            else:
+        for _, top in _absolute_imports(path):
+            if top in sys.stdlib_module_names or top in local or top == "__future__":
                 continue
-            for name in names:
-                top = name.split(".")[0]
-                if top in sys.stdlib_module_names or top in local or top == "__future__":
-                    continue
-                found.setdefault(top, []).append(str(path.relative_to(ROOT)))
+            found.setdefault(top, []).append(str(path.relative_to(ROOT)))
     return found
 
 
@@ -268,15 +272,8 @@ def test_entry_scripts_import_rtinst_before_detectron2(script):
     line order, the first import of rtinst (any of its modules) comes before the first of
     detectron2, at the top or inside a function."""
     first = {}
-    nodes = [node for node in ast.walk(ast.parse((ROOT / script).read_text()))
-             if isinstance(node, (ast.Import, ast.ImportFrom))]
-    for node in sorted(nodes, key=lambda node: node.lineno):
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        else:
-            names = [node.module] if node.level == 0 and node.module else []
-        for name in names:
-            first.setdefault(name.split(".")[0], node.lineno)
+    for line, top in _absolute_imports(ROOT / script):
+        first.setdefault(top, line)
     if "detectron2" in first:
         assert first.get("rtinst", float("inf")) < first["detectron2"], (
             f"{script}:{first['detectron2']} imports detectron2 before rtinst")
