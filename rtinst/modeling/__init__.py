@@ -1,4 +1,7 @@
-"""rtinst's models; importing this module registers the backbones, FCOS and the meta-arch."""
+"""rtinst's models; importing this module registers the backbones, FCOS and the meta-arch.
+For set-prediction and video methods: the Hungarian matcher (``matcher``), Dice / focal losses
+(``losses``), freezing a sub-network (``freeze.freeze``, not re-exported here: it would hide
+its module) and running part of a backbone (``backbone.partial``)."""
 from . import backbone, fcos, layers, meta_arch
 from .backbone import (
     MobileNetV2,
@@ -7,6 +10,8 @@ from .backbone import (
     build_fpn_with_top_levels,
 )
 from .fcos import FCOS, FCOSHead
+from .losses import dice_loss, num_instances_over_workers, pairwise_dice_loss, sigmoid_focal_loss
+from .matcher import HungarianMatcher, linear_assignment
 from .meta_arch import OneStageDetector
 
 __all__ = [
@@ -21,4 +26,10 @@ __all__ = [
     "FCOS",
     "FCOSHead",
     "OneStageDetector",
+    "HungarianMatcher",
+    "linear_assignment",
+    "dice_loss",
+    "pairwise_dice_loss",
+    "sigmoid_focal_loss",
+    "num_instances_over_workers",
 ]

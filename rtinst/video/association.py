@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.structures import Boxes, Instances, pairwise_iou
 
+from ..modeling.matcher import linear_assignment
+
 ASSOCIATION_MAX_SIDE = 320  # masks are compared at most this large (area-downsampled)
 FORBIDDEN = 1e6  # the cost of a pair that must not match
 
@@ -58,11 +60,9 @@ def center_distances(detections: Instances, previous: Instances):
 def _hungarian(cost, allowed):
     """The minimum-cost pairs among the allowed ones costing less than ``FORBIDDEN``, as (row,
     column) index pairs."""
-    from scipy.optimize import linear_sum_assignment  # here: scipy is not loaded by import rtinst
-
     allowed = allowed & (cost < FORBIDDEN)
-    rows, cols = linear_sum_assignment(np.where(allowed, cost, FORBIDDEN))
-    return [(int(r), int(c)) for r, c in zip(rows, cols) if allowed[r, c]]
+    rows, cols = linear_assignment(np.where(allowed, cost, np.inf), forbidden_cost=FORBIDDEN)
+    return list(zip(rows.tolist(), cols.tolist()))
 
 
 class MaskIoUHungarian:

@@ -19,6 +19,7 @@ from .mobilenet_v2 import (
     build_mobilenet_v2_backbone,
     build_mobilenet_v2_fpn_backbone,
 )
+from .partial import named_stages, run_stages
 from .separable_fpn import SeparableFPN, build_separable_fpn_backbone
 from .vovnet import (
     VOVNET_SPECS,
@@ -47,6 +48,8 @@ __all__ = [
     "EfficientNetLite",
     "build_efficientnet_lite_backbone",
     "build_fcos_efficientnet_lite_fpn_backbone",
+    "named_stages",
+    "run_stages",
     "SeparableFPN",
     "build_separable_fpn_backbone",
     "VoVNetSpec",

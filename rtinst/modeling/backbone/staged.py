@@ -1,8 +1,10 @@
 """A bottom-up network made of named stages run in sequence (stem, res2, ..., res5), the layout
 Detectron2's FPN expects; what MobileNetV2 and EfficientNet-Lite share."""
-from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
+from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import Backbone
 from torch import nn
+
+from ..freeze import freeze
 
 __all__ = ["StagedBackbone"]
 
@@ -27,16 +29,17 @@ class StagedBackbone(Backbone):
         """As Detectron2's ResNet: the first ``freeze_at`` stages (the stem counting as 1) get no
         gradient and their BatchNorm layers become FrozenBatchNorm2d. Returns self."""
         for name in self.stage_names[:freeze_at]:
-            stage = getattr(self, name)
-            for parameter in stage.parameters():
-                parameter.requires_grad = False
-            setattr(self, name, FrozenBatchNorm2d.convert_frozen_batchnorm(stage))
+            setattr(self, name, freeze(getattr(self, name)))
         return self
+
+    def named_stages(self):
+        """[(name, stage)] in the order forward runs them, the stem first."""
+        return [(name, getattr(self, name)) for name in self.stage_names]
 
     def forward(self, x):
         outputs = {}
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
+        for name, stage in self.named_stages():
+            x = stage(x)
             if name in self._out_features:
                 outputs[name] = x
         return outputs
