@@ -1,6 +1,8 @@
 #!/usr/bin/env python
 """Exports a model's whole inference pipeline (preprocessing, network, peak extraction, mask
 assembly, thresholding) to ONNX for one input size, checks it, and compares it with PyTorch.
+A video model's pipeline (keyframe and frame graphs with state) writes one file per graph and is
+compared frame by frame over the images taken as one video's frames.
 
 Examples:
   python tools/export_onnx.py --config-file configs/BlitzMask/blitzmask_MNv2_320.yaml \\
@@ -35,12 +37,15 @@ from rtinst.engine.predictor import load_weights
 from rtinst.errors import CheckpointError, ConfigError, DatasetError
 from rtinst.export import (
     ONNXPredictor,
+    PipelineVideo,
+    VideoONNXPredictor,
     compare_outputs,
     evaluate_onnx,
     export_onnx,
     export_pipeline,
     quantize_onnx,
 )
+from rtinst.export.graphs import declares_graphs
 
 logger = logging.getLogger("rtinst.export")
 
@@ -115,8 +120,12 @@ def sample_images(folder, count, height, width):
 
 
 def check_parity(model, predictor, images):
-    """Per image, the PyTorch pipeline and ONNX Runtime on the same letterboxed input."""
+    """Per image, the PyTorch pipeline and ONNX Runtime on the same letterboxed input; for a
+    ``VideoONNXPredictor``, the images are one video's frames, each side carrying its state."""
     pipeline = export_pipeline(model, predictor.height, predictor.width)
+    if isinstance(predictor, VideoONNXPredictor):
+        pipeline = PipelineVideo(pipeline, predictor.steps.keyframe_interval)
+        predictor.reset()
     reports = []
     for image in images:
         padded, size = predictor.prepare(image)
@@ -127,8 +136,8 @@ def check_parity(model, predictor, images):
 
 
 def graph_time_ms(predictor, images, rounds):
-    """Median milliseconds of ``predictor.run`` (the graph alone) on letterboxed ``images``, after
-    one untimed pass."""
+    """Median milliseconds of ``predictor.run`` (the graph alone; for a video export, per frame,
+    keyframes included) on letterboxed ``images``, after one untimed pass."""
     frames = [predictor.prepare(image) for image in images]
     times = []
     for round_index in range(rounds + 1):
@@ -154,23 +163,32 @@ def main(argv=None):
     except (ConfigError, CheckpointError, DatasetError) as e:
         sys.exit(f"export_onnx.py: error: {e}")
     height, width = args.size or (cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-    try:
+    try:  # no export pipeline for the model, or options a video export does not take
+        video = declares_graphs(export_pipeline(model, height, width))
+        if video and (args.quantize or args.evaluate):
+            raise ConfigError(f"{cfg.MODEL.META_ARCHITECTURE} exports a video pipeline (keyframe "
+                              "and frame graphs): --quantize and --evaluate take image models")
         path = export_onnx(model, args.output, height, width, cfg.INPUT.FORMAT)
-    except (ConfigError, TypeError) as e:  # no export pipeline for the model
+    except (ConfigError, TypeError) as e:
         sys.exit(f"export_onnx.py: error: {e}")
-    logger.info(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB), ONNX checker: ok")
+    predictor_class = VideoONNXPredictor if video else ONNXPredictor
+    predictor = predictor_class(path)
+    for written in predictor.paths.values() if video else [path]:
+        logger.info(f"wrote {written} ({written.stat().st_size / 2**20:.1f} MiB), ONNX checker: "
+                    "ok")
     try:
         images = sample_images(args.images, args.num_images, height, width)
     except FileNotFoundError as e:
         sys.exit(f"export_onnx.py: error: {e}")
-    reports = check_parity(model, ONNXPredictor(path), images)
+    reports = check_parity(model, predictor, images)
     summary = {
         "parity_ok": all(r.ok() for r in reports),
         "instances": [r.num_instances for r in reports],
         "max_score_diff": max(r.max_score_diff for r in reports),
         "min_mask_iou": min(r.min_mask_iou for r in reports),
     }
-    logger.info(f"parity with PyTorch on {len(images)} images: {json.dumps(summary)}")
+    what = "frames of one video" if video else "images"
+    logger.info(f"parity with PyTorch on {len(images)} {what}: {json.dumps(summary)}")
     models = {"fp32": path}
     if args.quantize:
         models["int8"] = quantize_onnx(path, path.with_suffix(".int8.onnx"), args.quantize,
@@ -178,7 +196,7 @@ def main(argv=None):
         logger.info(f"wrote {models['int8']} ({args.quantize} INT8)")
     if args.time:
         for name, model_path in models.items():
-            ms = graph_time_ms(ONNXPredictor(model_path, args.threads), images, args.time)
+            ms = graph_time_ms(predictor_class(model_path, args.threads), images, args.time)
             logger.info(f"{name}: graph alone {ms:.1f} ms (median, {args.threads} threads)")
     if args.evaluate:
         for name, model_path in models.items():

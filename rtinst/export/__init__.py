@@ -1,5 +1,6 @@
-"""Export to ONNX (whole pipeline, fixed input size), an ONNX Runtime predictor returning
-Detectron2 ``Instances``, and INT8 quantization.
+"""Export to ONNX (whole pipeline, fixed input size; a video model's keyframe and frame graphs
+with their state, ``graphs.py``), ONNX Runtime predictors returning Detectron2 ``Instances``
+(``VideoONNXPredictor`` for videos), and INT8 quantization.
 
 The pipelines (``pipeline.py``) need torch only, so that methods can register theirs at import;
 the parts that need onnx / onnxruntime (importing onnx alone takes about a second) are imported
@@ -7,20 +8,22 @@ when first used.
 """
 import importlib
 
+from .graphs import GraphSpec, PipelineVideo
 from .pipeline import EXPORT_OUTPUTS, INPUT_NAMES, FixedSizePipeline, export_pipeline
 
 _ONNX_PARTS = {
     "export_onnx": "onnx_export",
     "evaluate_onnx": "evaluate",
     "ONNXPredictor": "onnx_predictor",
+    "VideoONNXPredictor": "video_predictor",
     "letterbox": "onnx_predictor",
     "Parity": "parity",
     "compare_outputs": "parity",
     "quantize_onnx": "quantize",
 }
 
-__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "FixedSizePipeline", "export_pipeline",
-           *_ONNX_PARTS]
+__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "FixedSizePipeline", "GraphSpec", "PipelineVideo",
+           "export_pipeline", *_ONNX_PARTS]
 
 
 def __getattr__(name):

@@ -26,7 +26,7 @@ from rtinst.engine.predictor import DEFAULT_MAX_OUTPUT_PIXELS, OutputSizeBound, 
 
 from .pipeline import INPUT_NAMES
 
-__all__ = ["ONNXPredictor", "letterbox"]
+__all__ = ["ONNXPredictor", "letterbox", "open_session"]
 
 
 def letterbox(image: np.ndarray, height: int, width: int, fill):
@@ -42,12 +42,30 @@ def letterbox(image: np.ndarray, height: int, width: int, fill):
     return padded, (new_h, new_w)
 
 
+def open_session(path, num_threads: int):
+    """(ONNX Runtime CPU session, metadata_props) of ``path``, an ``export_onnx`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {path}")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    props = session.get_modelmeta().custom_metadata_map
+    if "input_size" not in props:
+        raise ValueError(f"{path} was not written by rtinst's export_onnx (no input_size)")
+    return session, props
+
+
 class ONNXPredictor:
     """Call with one BGR (h, w, 3) uint8 image (as read by cv2): ``{"instances": Instances}`` at
     h x w, or, when h x w exceeds ``max_output_pixels``, at the largest size of the same aspect
     ratio within it (``Instances.image_size``; a warning says so once), as
     ``rtinst.engine.Predictor`` does. Anything but a non-empty (h, w, 3) uint8 numpy array is a
-    ``ValueError`` saying what to do (``rtinst.engine.predictor.check_image``)."""
+    ``ValueError`` saying what to do (``rtinst.engine.predictor.check_image``). A video export's
+    graphs are refused: ``VideoONNXPredictor`` runs them."""
+
+    video_mode = False  # whether the graphs of a video export are welcome
 
     def __init__(self, path, num_threads: int = 2,
                  max_output_pixels=DEFAULT_MAX_OUTPUT_PIXELS):
@@ -61,17 +79,11 @@ class ONNXPredictor:
                 (e.g. for COCO evaluation, whose annotations are at that size).
         """
         self.output_size = OutputSizeBound(max_output_pixels, type(self).__name__)
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"ONNX model not found: {path}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = num_threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), options,
-                                            providers=["CPUExecutionProvider"])
-        props = self.session.get_modelmeta().custom_metadata_map
-        if "input_size" not in props:
-            raise ValueError(f"{path} was not written by rtinst's export_onnx (no input_size)")
+        self.session, props = open_session(path, num_threads)
+        if "video" in props and not self.video_mode:
+            raise ValueError(f"{path} is the {props.get('graph')!r} graph of a video export "
+                             "(graphs that carry state from frame to frame): load it with "
+                             "rtinst.export.VideoONNXPredictor")
         self.height, self.width = (int(v) for v in props["input_size"].split(","))
         self.input_format = props.get("input_format", "BGR")
         self.pad_value = tuple(int(v) for v in props.get("pad_value", "0,0,0").split(","))
