@@ -82,7 +82,7 @@ if __name__ == "__main__":
     if missing:
         sys.exit(f"error: {missing}")
     from rtinst.engine import load_config
-    from rtinst.engine.defaults import check_schedule
+    from rtinst.engine.defaults import check_schedule, check_video_datasets
     from rtinst.errors import RtinstError, TrainingInterrupted
 
     from detectron2.engine import launch
@@ -92,6 +92,7 @@ if __name__ == "__main__":
                           video_datasets=args.video_dataset)
         if not args.eval_only:
             check_schedule(cfg)
+        check_video_datasets(cfg)
     except RtinstError as e:
         sys.exit(f"error: {e}")
     if args.eval_only:

@@ -247,3 +247,30 @@ def test_track_a_folder_of_frames_and_a_video(tmp_path):
     for source, count in ((frames, 4), (video, 3)):
         assert re.search(rf"^{re.escape(str(source))}: {count} frames, [\d.]+ detections per "
                          r"frame.*; \d+ tracks?$", result.stdout, re.M), result.stdout
+
+
+@pytest.mark.slow
+def test_track_skips_an_unreadable_frame_and_goes_on_after_a_broken_video(tmp_path):
+    """--track: a frame that cannot be read is skipped and counted; a video that cannot be
+    opened is one error line naming it, the next input still runs, and the exit status says
+    that an input failed."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(4):
+        _noise(frames / f"{i:05d}.png", seed=i)
+    (frames / "00002.png").write_bytes(b"\x89PNG garbage")
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video" * 10)
+    video = _video(tmp_path / "clip.mp4", frames=3)
+    result = run_demo([frames, broken, video], tmp_path / "out", "--track")
+    assert result.returncode != 0
+    assert f"skipping unreadable frame {frames / '00002.png'}" in result.stderr
+    assert re.search(rf"^{re.escape(str(frames))}: 3 frames, .*; \d+ tracks?; 1 unreadable frame "
+                     r"skipped$", result.stdout, re.M), result.stdout
+    assert f"demo.py: error: cannot open video {broken}\n" in result.stderr
+    assert len(_read_frames(tmp_path / "out" / "frames.mp4")) == 3
+    assert len(_read_frames(tmp_path / "out" / "clip.mp4")) == 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["clip.mp4", "frames.mp4"]
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"demo.py: error: 1 of 3 inputs could not be read: {broken}")
+    assert "Traceback" not in result.stderr

@@ -305,3 +305,41 @@ def test_report_of_an_evaluation_agrees_with_the_evaluator(tmp_path):
     (row,) = read_results_csv(files["results"])  # no training log: the evaluation only
     np.testing.assert_equal(row, {f"{task}/{k}": v for task in ("bbox", "segm")
                                   for k, v in results[task].items() if "-" not in k})
+
+
+def test_video_evaluation_has_its_own_columns_and_labelled_curves(tmp_path):
+    """``--eval-only`` on a video dataset of weights whose training evaluated an image dataset
+    at the same iteration: the video AP and tracking metrics are named by their dataset, the
+    image mask AP stays in ``segm/AP``; curves.png's panels label each line with its dataset."""
+    from rtinst.config import get_cfg
+    from rtinst.reports import write_run_report
+    from rtinst.reports.curves import curves_figure
+    from rtinst.reports.run_report import logged_dataset
+
+    trained = tmp_path / "trained"
+    fake_run(trained, 40.0)  # segm/AP 39.0 at iteration 19
+    (trained / "config.yaml").write_text("DATASETS:\n  TEST:\n  - shapes_val\n")
+    (trained / "model_final.pth").write_bytes(b"")
+    cfg = get_cfg()
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = str(trained / "model_final.pth")
+    cfg.OUTPUT_DIR = str(tmp_path / "eval")
+    cfg.DATASETS.TEST = ("shapes_video_val",)
+    video = {"segm": {"AP": 12.0, "AP50": 29.0}, "tracking": {"IDF1": 40.4, "IDSW": 35}}
+    files = write_run_report(cfg, video, iteration=19)
+    with open(files["results"]) as f:
+        header = f.readline().strip().split(",")
+    assert header[-6:] == ["bbox/AP", "segm/AP", "shapes_video_val/segm/AP",
+                           "shapes_video_val/segm/AP50", "shapes_video_val/tracking/IDF1",
+                           "shapes_video_val/tracking/IDSW"]
+    last = read_results_csv(files["results"])[-1]
+    assert last["segm/AP"] == 39.0 and last["shapes_video_val/segm/AP"] == 12.0
+    assert last["shapes_video_val/tracking/IDF1"] == 40.4
+
+    rows = read_results_csv(files["results"])
+    figure = curves_figure({"run": rows}, logged_dataset(cfg, trained / "metrics.json"))
+    legends = {ax.get_title(): [t.get_text() for t in ax.get_legend().get_texts()]
+               for ax in figure.axes if ax.get_legend()}
+    assert legends == {"bbox/AP": ["shapes_val"], "segm/AP": ["shapes_val", "shapes_video_val"],
+                       "segm/AP50": ["shapes_video_val"], "tracking/IDF1": ["shapes_video_val"],
+                       "tracking/IDSW": ["shapes_video_val"]}

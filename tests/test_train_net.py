@@ -307,3 +307,26 @@ def test_a_payload_that_would_create_a_file_is_refused(tmp_path, entry):
     assert not target.exists()
     assert "error:" in res.stderr and "Traceback" not in res.stderr, res.stderr[-3000:]
     assert ("refusing" in res.stderr) and (str(evil_pkl) in res.stderr or "evil.yaml" in res.stderr)
+
+
+@pytest.mark.slow
+def test_a_bad_video_dataset_fails_before_the_model_is_built(tmp_path):
+    """A YouTube-VIS file whose ``length`` is not its number of frames: one line naming the file,
+    before the environment, config and model dumps."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    names = []
+    for t in range(2):
+        names.append(f"{t:05d}.jpg")
+        (frames / names[-1]).write_bytes(b"")  # existence is what loading checks
+    (tmp_path / "bad.json").write_text(json.dumps({
+        "videos": [{"id": 1, "height": 8, "width": 8, "length": 3, "file_names": names}],
+        "annotations": [], "categories": [{"id": 1, "name": "thing"}]}))
+    result = train_net("--video-dataset", f"bad_videos={tmp_path / 'bad.json'},{frames}",
+                       "--eval-only", "DATASETS.TRAIN", "()", "DATASETS.TEST", "('bad_videos',)",
+                       "OUTPUT_DIR", str(tmp_path / "out"), check=False)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (f"error: {tmp_path / 'bad.json'}: video 1 says length 3 but lists 2 "
+                    "file_names"), result.stderr
+    assert "Model:" not in result.stderr + result.stdout and not (tmp_path / "out").exists()

@@ -235,3 +235,19 @@ def test_rle_masks_need_the_bitmask_format():
     check_masks([record], ["mine_frames"], "bitmask")
     crowd = {"file_name": "c.jpg", "annotations": [dict(record["annotations"][0], iscrowd=1)]}
     check_masks([crowd], ["coco"], "polygon")  # crowds are dropped by the mapper
+
+
+def test_video_datasets_are_checked_before_a_model_is_built(tmp_path, registered):
+    """``check_video_datasets`` (train_net.py at start-up) loads the video datasets named in
+    DATASETS.TRAIN / TEST, also through their ``_frames``: the loader's error names the file."""
+    from rtinst.engine.defaults import check_video_datasets
+
+    json_file, frames = write_video_dataset(tmp_path)
+    (frames / "v2" / "00001.jpg").unlink()
+    registered("gappy_videos", json_file, frames)
+    cfg = load_config("configs/BlendMask/MNV2_FPN_shapes.yaml",
+                      ["DATASETS.TRAIN", "()", "DATASETS.TEST", "('gappy_videos_frames',)"])
+    with pytest.raises(DatasetError, match=r"ytvis.json: video 2 has 1 of its 3 frames missing"):
+        check_video_datasets(cfg)
+    cfg.DATASETS.TEST = ()
+    check_video_datasets(cfg)  # no video dataset named: nothing loaded

@@ -147,6 +147,13 @@ CAMERA = re.compile(r"^(?:camera:)?(\d+)$")
 DEFAULT_FPS = 25.0
 TRACK_COLOURS = colormap(rgb=True, maximum=1)
 
+
+
+class UnreadableInput(DemoError):
+    """An input that cannot be read at all (an image, a video that does not open or decode, a
+    camera, a stream): reported, and the run goes on with the next input."""
+
+
 Source = collections.namedtuple("Source", "kind location explicit")
 """``kind``: "image", "video", "frames" (a folder of images read as one video) or "stream";
 ``location``: a Path (image, video, frames), a camera index (int) or a URL (str) (stream); ``explicit``: named on the command line (not found in a folder or
@@ -362,7 +369,7 @@ def run_on_image(predictor, metadata, counter, source, target, threshold):
         image = read_image(str(path), format="BGR")
     except OSError as e:
         if source.explicit:
-            raise DemoError(f"cannot read image {path} ({type(e).__name__})") from None
+            raise UnreadableInput(f"cannot read image {path} ({type(e).__name__})") from None
         logger.warning(f"skipping unreadable image {path} ({type(e).__name__})")
         return False
     instances = confident_instances(predict(predictor, image, path), threshold)
@@ -381,10 +388,11 @@ def _open_capture(source):
     if not capture.isOpened():
         capture.release()
         if source.kind == "video":
-            raise DemoError(f"cannot open video {source.location}")
+            raise UnreadableInput(f"cannot open video {source.location}")
         if isinstance(source.location, int):
-            raise DemoError(f"cannot open camera {source.location} (no such camera, or it is busy)")
-        raise DemoError(
+            raise UnreadableInput(
+                f"cannot open camera {source.location} (no such camera, or it is busy)")
+        raise UnreadableInput(
             f"cannot open stream {source.location}: OpenCV could not open it (check the address "
             "and that this OpenCV build reads that protocol)"
         )
@@ -403,24 +411,30 @@ def _capture_frames(capture):
         capture.release()
 
 
-def _folder_frames(paths):
+def _folder_frames(paths, skipped):
+    """The images of ``paths`` that can be read; the others are skipped with a warning and
+    appended to ``skipped``."""
     for path in paths:
         frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if frame is None:
-            raise DemoError(f"cannot read frame {path}")
+            logger.warning(f"skipping unreadable frame {path}")
+            skipped.append(path)
+            continue
         yield frame
 
 
 def open_frames(source, fps):
-    """``(frames, fps, frame count or 0)`` of a video, camera, stream or frames folder."""
+    """``(frames, fps, frame count or 0, skipped)`` of a video, camera, stream or frames folder;
+    ``skipped`` gets the frame files that cannot be read as the frames are read."""
+    skipped = []
     if source.kind == "frames":
         paths = list_images(source.location)
-        return _folder_frames(paths), fps, len(paths)
+        return _folder_frames(paths, skipped), fps, len(paths), skipped
     capture = _open_capture(source)
     rate = capture.get(cv2.CAP_PROP_FPS)
     rate = rate if 0 < rate <= 240 else DEFAULT_FPS  # streams often report 0 or a clock rate
     count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if source.kind == "video" else 0
-    return _capture_frames(capture), rate, max(count, 0)
+    return _capture_frames(capture), rate, max(count, 0), skipped
 
 
 def draw_tracks(frame, instances, metadata):
@@ -447,8 +461,8 @@ def run_on_video(predictor, metadata, counter, source, target, threshold, max_fr
                  track=False, frames_fps=DEFAULT_FRAMES_FPS):
     """Draws every frame of a video, camera, stream or frames folder into ``target`` (mp4);
     prints the per-frame mean count line (and the number of tracks with ``track``). A live
-    stream stops at --max-frames or Ctrl-C."""
-    frames, fps, count = open_frames(source, frames_fps)
+    stream stops at --max-frames or Ctrl-C; an ``UnreadableInput`` when no frame can be read."""
+    frames, fps, count, skipped = open_frames(source, frames_fps)
     total = min(count, max_frames or count) if count > 0 else max_frames
     visualizer = VideoVisualizer(metadata, ColorMode.IMAGE)
     tracker = VideoPredictor(predictor.cfg, predictor) if track else None
@@ -491,12 +505,24 @@ def run_on_video(predictor, metadata, counter, source, target, threshold, max_fr
         if writer is not None:
             writer.release()
     if not done:
-        raise DemoError(f"no frames could be read from {describe(source.location)}")
+        raise UnreadableInput(f"no frames could be read from {describe(source.location)}")
     line = counter.line(counts, frames=done)
     if tracker is not None:
         line += f"; {len(track_ids)} track{'' if len(track_ids) == 1 else 's'}"
+    if skipped:
+        line += f"; {len(skipped)} unreadable frame{'' if len(skipped) == 1 else 's'} skipped"
     tqdm.tqdm.write(f"{describe(source.location)}: {line}")
     logger.info(f"wrote {target}")
+
+
+def report_unreadable(source, error, failed):
+    """An input named on the command line: its error printed and its name added to ``failed``
+    (the run fails at its end); one found in a folder or by a glob: skipped with a warning."""
+    if source.explicit:
+        tqdm.tqdm.write(f"demo.py: error: {error}", file=sys.stderr)
+        failed.append(describe(source.location))
+    else:
+        logger.warning(f"{error}: skipped")
 
 
 def main(argv=None):
@@ -511,13 +537,18 @@ def main(argv=None):
         metadata = dataset_metadata(cfg)
         counter = Counter(metadata)
         outputs = Outputs(args.output, single=len(sources) == 1)
-        written = 0
+        written, failed = 0, []
         images = [s for s in sources if s.kind == "image"]
         for source in tqdm.tqdm(images, desc="images", unit="img", dynamic_ncols=True,
                                 disable=len(images) < 2):
             target = outputs.target(source)
-            if run_on_image(predictor, metadata, counter, source, target,
-                            args.confidence_threshold):
+            try:
+                done = run_on_image(predictor, metadata, counter, source, target,
+                                    args.confidence_threshold)
+            except UnreadableInput as e:
+                report_unreadable(source, e, failed)
+                done = False
+            if done:
                 written += 1
             else:
                 outputs.taken.discard(target)
@@ -525,10 +556,17 @@ def main(argv=None):
             logger.info(f"wrote {written} image(s) to {args.output}")
         for source in sources:
             if source.kind != "image":
-                run_on_video(predictor, metadata, counter, source, outputs.target(source),
-                             args.confidence_threshold, args.max_frames, args.track, args.fps)
+                try:
+                    run_on_video(predictor, metadata, counter, source, outputs.target(source),
+                                 args.confidence_threshold, args.max_frames, args.track,
+                                 args.fps)
+                except UnreadableInput as e:
+                    report_unreadable(source, e, failed)
     except RtinstError as e:
         sys.exit(f"demo.py: error: {e}")
+    if failed:
+        sys.exit(f"demo.py: error: {len(failed)} of {len(sources)} inputs could not be read: "
+                 f"{', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import os
 import torch
 import yaml
 from detectron2 import model_zoo
-from detectron2.data import DatasetCatalog
+from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
@@ -18,7 +18,7 @@ from rtinst.data.datasets import (
     register_from_spec,
     set_cache_dir,
 )
-from rtinst.data.ytvis import register_video_from_spec
+from rtinst.data.ytvis import is_video_dataset, register_video_from_spec
 from rtinst.errors import ConfigError
 
 BASE_KEY = "_BASE_"
@@ -152,6 +152,19 @@ def dataset_classes(cfg):
         listed = ", ".join(f"DATASETS.{k} '{n}': {len(c)}" for n, (k, c) in found.items())
         raise ConfigError(f"the datasets' class counts differ ({listed}): a model has one")
     return next(((classes, name) for name, (_, classes) in found.items()), (None, None))
+
+
+def check_video_datasets(cfg):
+    """Loads once each video dataset that ``DATASETS.TRAIN`` / ``DATASETS.TEST`` name (itself or
+    its ``<name>_frames``), in the cache dir of ``cfg``: the loader's ``DatasetError`` (a missing
+    frame file, a ``length`` that is not the number of ``file_names``, ...) then comes before
+    a model is built."""
+    set_cache_dir(cfg.DATASETS.CACHE_DIR or None)
+    named = [n for n in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST) if n in DatasetCatalog.list()]
+    videos = [n if is_video_dataset(n) else MetadataCatalog.get(n).get("video_dataset")
+              for n in named]
+    for name in dict.fromkeys(v for v in videos if v):
+        DatasetCatalog.get(name)
 
 
 def check_device(device):

@@ -2,7 +2,10 @@
 ``--eval-only``:
 
 - ``results.csv`` and ``curves.png``: every logged loss, the learning rate and times per
-  iteration, and box / mask AP per evaluation (``training_log``, ``curves``);
+  iteration, and box / mask AP per evaluation (``training_log``, ``curves``); a video
+  dataset's results (video AP, the tracking metrics) are named by the dataset
+  (``shapes_video_val/segm/AP``, ``shapes_video_val/tracking/IDF1``), never sharing a column
+  with an image evaluation's ``segm/AP``;
 - per test dataset with COCO evaluation (names prefixed ``<dataset>_`` when ``DATASETS.TEST``
   has several): ``per_class.csv`` / ``per_class.png``, ``pr_curves.csv`` /
   ``pr_curves_<task>.png``, ``confusion_matrix.csv`` / ``confusion_matrix.png`` and
@@ -15,6 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import yaml
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation.testing import flatten_results_dict
 
@@ -33,6 +37,7 @@ from .precision import PrecisionArray
 from .training_log import (
     RESULTS_FILE,
     final_evaluation,
+    named_by_dataset,
     read_metrics,
     results_rows,
     write_results_csv,
@@ -68,6 +73,20 @@ def training_history(cfg):
         if path.is_file():
             return read_metrics(path), path
     return [], None
+
+
+def logged_dataset(cfg, history):
+    """The dataset whose results ``history`` (a ``metrics.json``) logs without a name
+    (``segm/AP``): the single ``DATASETS.TEST`` of the run that wrote it (its ``config.yaml``
+    beside it, else ``cfg``'s); None when unknown."""
+    datasets = cfg.DATASETS.TEST
+    config = history.parent / "config.yaml" if history else None
+    if config is not None and config.is_file():
+        try:
+            datasets = yaml.safe_load(config.read_text())["DATASETS"]["TEST"]
+        except (OSError, yaml.YAMLError, KeyError, TypeError):
+            return None
+    return datasets[0] if isinstance(datasets, (list, tuple)) and len(datasets) == 1 else None
 
 
 def _empty_predictions():
@@ -167,9 +186,14 @@ def write_run_report(cfg, evaluation=None, iteration=None):
     flat = flatten_results_dict(evaluation) if evaluation else None
     if flat and iteration is None and records:
         iteration = max(r.get("iteration", 0) for r in records)
+    video = cfg.DATASETS.TEST[0] if len(cfg.DATASETS.TEST) == 1 else None
+    if video is not None and is_video_dataset(video):  # Detectron2 names several by dataset
+        flat = flat and named_by_dataset(flat, video)
+        if evaluation is None:  # the training run's own log, of this config
+            records = [named_by_dataset(r, video) for r in records]
     rows = results_rows(records, flat, iteration)
     files = {"results": write_results_csv(output / RESULTS_FILE, rows)}
-    curves = plot_curves({"run": rows}, output / "curves.png")
+    curves = plot_curves({"run": rows}, output / "curves.png", logged_dataset(cfg, history))
     if curves:
         files["curves"] = curves
     datasets = [name for name in cfg.DATASETS.TEST if not is_video_dataset(name)]

@@ -8,6 +8,8 @@ from pathlib import Path
 RESULTS_FILE = "results.csv"
 ITERATION = "iteration"
 TRAINING_ORDER = ("total_loss", "loss_", "lr", "time", "data_time")
+# the tasks of the COCO and the video (YouTube-VIS: also "tracking") evaluators' results
+EVALUATION_TASKS = ("bbox", "segm", "tracking")
 
 
 def read_metrics(path):
@@ -36,6 +38,22 @@ def is_evaluation_key(key):
     """Evaluation results are flattened as ``task/metric`` (``bbox/AP``, ``segm/AP50``;
     ``dataset/task/metric`` with several test datasets)."""
     return "/" in key
+
+
+def split_evaluation_key(key):
+    """``(dataset, "task/metric")`` of an evaluation key: ``("shapes_val", "segm/AP")`` for
+    ``shapes_val/segm/AP``, ``("", "segm/AP")`` for ``segm/AP`` (a single test dataset)."""
+    dataset, _, metric = key.rpartition("/")
+    dataset, _, task = dataset.rpartition("/")
+    return dataset, f"{task}/{metric}"
+
+
+def named_by_dataset(record, dataset):
+    """``record`` with the results of its single dataset's evaluation (``segm/AP``,
+    ``tracking/IDF1``) named ``<dataset>/segm/AP``, as Detectron2 names them with several test
+    datasets; other keys kept."""
+    return {f"{dataset}/{k}" if k.split("/")[0] in EVALUATION_TASKS else k: v
+            for k, v in record.items()}
 
 
 def is_per_class_key(key):
