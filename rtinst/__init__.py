@@ -19,9 +19,11 @@ from . import data, modeling  # noqa: F401  (fill Detectron2's registries and Da
 from .benchmark.detections import BUILTIN_FAMILIES
 from .data.dataset_mapper import RobustDatasetMapper
 from .data.train_loader import repeat_factor_epochs, shuffled_epochs
-from .data.video_mapper import VideoClipMapper
+from .data.video_mapper import build_video_clip_mapper
 from .evaluation import build_coco_evaluator, build_ytvis_evaluator
-from .video import MaskIoUHungarian
+from .engine.look_forward import SCHEDULER_NAME as LOOK_FORWARD, build_look_forward_scheduler
+from .solver import build_detectron2_lr_scheduler
+from .video import MaskIoUHungarian, OnlineTracker
 
 __all__ = ["CheckpointError", "ConfigError", "DatasetError", "DemoError", "MethodError",
            "RtinstError", "TrainingInterrupted", "UnknownModelFamily", "add_rtinst_config",
@@ -34,9 +36,13 @@ register_method(
     detection_families=BUILTIN_FAMILIES,
     evaluators={"coco": build_coco_evaluator, "ytvis": build_ytvis_evaluator},
     dataset_mappers={"RobustDatasetMapper": RobustDatasetMapper,
-                     "VideoClipMapper": VideoClipMapper},
+                     "VideoClipMapper": build_video_clip_mapper},
     train_samplers={"TrainingSampler": shuffled_epochs,
                     "RepeatFactorTrainingSampler": repeat_factor_epochs},
     track_associations={"MaskIoUHungarian": MaskIoUHungarian},
+    lr_schedulers={"WarmupMultiStepLR": build_detectron2_lr_scheduler,
+                   "WarmupCosineLR": build_detectron2_lr_scheduler,
+                   LOOK_FORWARD: build_look_forward_scheduler},
+    trackers={"OnlineTracker": OnlineTracker},
 )
 load_methods()

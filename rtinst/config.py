@@ -116,6 +116,9 @@ def add_data_config(cfg):
     # (rtinst.register_method(dataset_mappers=...)); DATALOADER.SAMPLER_TRAIN names the training
     # sampler the same way ("TrainingSampler" or "RepeatFactorTrainingSampler" built in)
     cfg.INPUT.DATASET_MAPPER = "RobustDatasetMapper"
+    # the mapper of the test loaders and of the frames of video evaluation, a registered name;
+    # "": INPUT.DATASET_MAPPER's test-time mapper (a clip mapper's is a frame mapper)
+    cfg.INPUT.TEST_DATASET_MAPPER = ""
 
 
 def add_video_config(cfg):
@@ -131,6 +134,9 @@ def add_video_config(cfg):
     cfg.INPUT.VIDEO.SAMPLING_FRAME_RANGE = 5
     # online tracking of any model's per-frame instances (VideoPredictor, video evaluation)
     cfg.MODEL.TRACKER = CN()
+    # the whole tracker, a name a method registered (rtinst.register_method(trackers=...)), with
+    # the keys below; built in: "OnlineTracker"
+    cfg.MODEL.TRACKER.NAME = "OnlineTracker"
     # the association, a name a method registered (rtinst.register_method(
     # track_associations=...)); built in: "MaskIoUHungarian"
     cfg.MODEL.TRACKER.ASSOCIATION = "MaskIoUHungarian"
@@ -183,9 +189,40 @@ def add_solver_config(cfg):
     _C.DESCENT_LR_MULTIPLIERS = [0.5, 0.8]
     _C.DESCENT_MOMENTUM_DELTAS = [0.0, 0.01]
     # validation loss: mean over VAL_BATCHES batches (SOLVER.IMS_PER_BATCH images, training
-    # augmentation, fixed once) of VAL_DATASET ("" = DATASETS.TEST[0])
+    # augmentation, fixed once) of VAL_DATASET, a validation split: required, and never one of
+    # DATASETS.TEST (tuning on the test split would leak it into the schedule)
     _C.VAL_DATASET = ""
     _C.VAL_BATCHES = 4
+
+
+def add_optimizer_config(cfg):
+    """The optimizer (``rtinst.solver.build_optimizer``), its parameter groups and extra training
+    hooks, beside Detectron2's ``SOLVER.*`` keys (BASE_LR, MOMENTUM, NESTEROV, WEIGHT_DECAY,
+    WEIGHT_DECAY_NORM, BIAS_LR_FACTOR, WEIGHT_DECAY_BIAS, CLIP_GRADIENTS), which keep their
+    meaning. ``SOLVER.CLIP_GRADIENTS.CLIP_TYPE`` also takes "full_model": one gradient norm over
+    all parameters clipped to ``CLIP_VALUE`` (Detectron2's "value" / "norm" clip each parameter
+    on its own)."""
+    _C = cfg.SOLVER
+    # "SGD" (Detectron2's: MOMENTUM, NESTEROV) or "ADAMW" (SOLVER.ADAMW.*); both take BASE_LR and
+    # WEIGHT_DECAY (AdamW's decoupled decay; transformer-style models use ~0.05); with "ADAMW"
+    # the biases are not decayed unless WEIGHT_DECAY_BIAS is set (Detectron2's None: as weights)
+    _C.OPTIMIZER = "SGD"
+    _C.ADAMW = CN()
+    _C.ADAMW.BETAS = (0.9, 0.999)
+    _C.ADAMW.EPS = 1e-8
+    # LR multiplier of the parameters under "backbone." (e.g. 0.1 for a pretrained backbone)
+    _C.BACKBONE_MULTIPLIER = 1.0
+    # weight decay of embeddings, for every optimizer (as WEIGHT_DECAY_NORM is of normalisation
+    # layers): nn.Embedding weights and the parameters whose own name contains "embed", "query"
+    # or "queries" (pos_embed, query_embed, ...); Detectron2 gave them WEIGHT_DECAY
+    _C.WEIGHT_DECAY_EMBED = 0.0
+    # parameter groups by name: ["regex=lr_mult,wd_mult", ...]; a parameter whose name (e.g.
+    # "head.cls_score.weight") matches a regex (re.search; the first that matches) gets its LR
+    # and weight decay multiplied; each regex must take at least one trainable parameter
+    _C.PARAM_GROUPS = []
+    # extra training hooks, names a method registered (rtinst.register_method(training_hooks=
+    # ...)), appended in this order after Detectron2's and rtinst's hooks
+    _C.HOOKS = []
 
 
 def add_report_config(cfg):
@@ -213,6 +250,7 @@ def add_rtinst_config(cfg):
     add_data_config(cfg)
     add_video_config(cfg)
     add_solver_config(cfg)
+    add_optimizer_config(cfg)
     add_report_config(cfg)
 
 

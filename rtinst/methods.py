@@ -15,7 +15,13 @@ evaluators          the test dataset's ``evaluator_type`` metadata   ``Trainer.b
 dataset_mappers     ``INPUT.DATASET_MAPPER``                         the training / test loaders
 train_samplers      ``DATALOADER.SAMPLER_TRAIN``                     the resumable training loader
 export_pipelines    the model's class (its META_ARCHITECTURE)        ``rtinst.export``
-track_associations  ``MODEL.TRACKER.ASSOCIATION``                    ``rtinst.video`` (tracking)
+track_associations  ``MODEL.TRACKER.ASSOCIATION``                    ``OnlineTracker``
+trackers            ``MODEL.TRACKER.NAME``                           ``rtinst.video.build_tracker``
+lr_schedulers       ``SOLVER.LR_SCHEDULER_NAME``                     ``Trainer.build_lr_scheduler``
+training_hooks      each name of ``SOLVER.HOOKS``                    ``Trainer.build_hooks``
+checkpoint_converters
+                    the model's class (its META_ARCHITECTURE)        ``SafeCheckpointer`` (every
+                                                                     checkpoint it loads)
 ==================  ===============================================  ===========================
 
 rtinst finds the method packages through the entry-point group ``rtinst.methods`` (``name =
@@ -24,7 +30,8 @@ of its method packages, those of ``projects/<Name>/<package>/`` included, and a 
 installed package declares its own. ``import rtinst`` and ``get_cfg()`` import them all
 (``load_methods``). rtinst's own shared parts (the COCO and YouTube-VIS evaluators, the robust
 and video clip mappers, the training samplers, Detectron2's and FCOS's detection families, the
-mask-IoU track association) are registered the same way, under the name "rtinst".
+mask-IoU track association, Detectron2's LR schedulers and the look-forward one) are registered
+the same way, under the name "rtinst".
 """
 import importlib
 import sys
@@ -47,6 +54,10 @@ PART_KINDS = {
     "train_samplers": "training sampler",
     "export_pipelines": "export pipeline",
     "track_associations": "track association",
+    "trackers": "tracker",
+    "lr_schedulers": "LR scheduler",
+    "training_hooks": "training hook",
+    "checkpoint_converters": "checkpoint converter",
 }
 
 
@@ -71,6 +82,16 @@ class Method:
     export_pipelines: Mapping[str, type] = field(default_factory=dict)
     # {MODEL.TRACKER.ASSOCIATION name: build(cfg) -> association(tracks, instances) -> matches}
     track_associations: Mapping[str, Callable] = field(default_factory=dict)
+    # {MODEL.TRACKER.NAME: build(cfg) -> tracker}: a whole tracker, one per video, with
+    # ``update(instances, frame_outputs) -> Instances with pred_ids`` (``rtinst.video.tracker``)
+    trackers: Mapping[str, Callable] = field(default_factory=dict)
+    # {SOLVER.LR_SCHEDULER_NAME: build(cfg, optimizer) -> LR scheduler (stepped every iteration)}
+    lr_schedulers: Mapping[str, Callable] = field(default_factory=dict)
+    # {name listed in SOLVER.HOOKS: build(cfg, trainer) -> detectron2.engine.HookBase}
+    training_hooks: Mapping[str, Callable] = field(default_factory=dict)
+    # {meta-architecture class name: convert(state_dict) -> state_dict}, e.g. another
+    # implementation's checkpoints renamed to the model's keys (others returned as they are)
+    checkpoint_converters: Mapping[str, Callable] = field(default_factory=dict)
 
 
 METHODS: Dict[str, Method] = {}
@@ -83,7 +104,11 @@ def register_method(name: str, *, add_config: Optional[Callable] = None,
                     dataset_mappers: Optional[Mapping] = None,
                     train_samplers: Optional[Mapping] = None,
                     export_pipelines: Optional[Mapping] = None,
-                    track_associations: Optional[Mapping] = None) -> Method:
+                    track_associations: Optional[Mapping] = None,
+                    trackers: Optional[Mapping] = None,
+                    lr_schedulers: Optional[Mapping] = None,
+                    training_hooks: Optional[Mapping] = None,
+                    checkpoint_converters: Optional[Mapping] = None) -> Method:
     """Declares method ``name`` (called once, from its package's ``__init__``). A ``MethodError``
     when another method has that name or already declares one of the parts' names."""
     method = Method(
@@ -92,7 +117,9 @@ def register_method(name: str, *, add_config: Optional[Callable] = None,
         detection_families=dict(detection_families or {}), evaluators=dict(evaluators or {}),
         dataset_mappers=dict(dataset_mappers or {}), train_samplers=dict(train_samplers or {}),
         export_pipelines=dict(export_pipelines or {}),
-        track_associations=dict(track_associations or {}),
+        track_associations=dict(track_associations or {}), trackers=dict(trackers or {}),
+        lr_schedulers=dict(lr_schedulers or {}), training_hooks=dict(training_hooks or {}),
+        checkpoint_converters=dict(checkpoint_converters or {}),
     )
     previous = METHODS.get(name)
     if previous is not None and previous.module != method.module:

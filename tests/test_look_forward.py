@@ -27,13 +27,16 @@ from rtinst.engine import (
     look_forward,
     phase_at,
 )
+from rtinst.errors import ConfigError
 
 
 def _cfg(**look_forward_keys):
-    """Detectron2's + rtinst's defaults, a validation dataset named, LOOK_FORWARD keys set."""
+    """Detectron2's + rtinst's defaults, a validation split named (not the test split),
+    LOOK_FORWARD keys set."""
     cfg = d2_get_cfg()
     add_rtinst_config(cfg)
-    cfg.DATASETS.TEST = ("val_set",)
+    cfg.DATASETS.TEST = ("test_set",)
+    cfg.SOLVER.LOOK_FORWARD.VAL_DATASET = "val_set"
     for key, value in look_forward_keys.items():
         cfg.SOLVER.LOOK_FORWARD[key] = value
     return cfg
@@ -444,10 +447,16 @@ def test_bad_look_forward_setting_names_the_key(keys, bad_key):
         Trainer.build_lr_scheduler(cfg, optimizer)
 
 
-def test_no_validation_dataset_names_the_key():
+def test_the_validation_split_is_required_and_never_the_test_split():
     cfg = _cfg()
-    cfg.DATASETS.TEST = ()
-    with pytest.raises(ValueError, match="SOLVER.LOOK_FORWARD.VAL_DATASET"):
-        LookForwardParams.from_config(cfg)
-    cfg.SOLVER.LOOK_FORWARD.VAL_DATASET = "other_val"
-    assert LookForwardParams.from_config(cfg).val_dataset == "other_val"
+    cfg.SOLVER.LR_SCHEDULER_NAME = "LookForward"
+    assert LookForwardParams.from_config(cfg).val_dataset == "val_set"
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.02, momentum=0.9)
+    cfg.SOLVER.LOOK_FORWARD.VAL_DATASET = ""
+    with pytest.raises(ConfigError, match="SOLVER.LOOK_FORWARD.VAL_DATASET is empty: set it to "
+                                          "a validation split"):
+        Trainer.build_lr_scheduler(cfg, optimizer)
+    cfg.SOLVER.LOOK_FORWARD.VAL_DATASET = "test_set"
+    with pytest.raises(ConfigError, match=r"SOLVER.LOOK_FORWARD.VAL_DATASET 'test_set' is in "
+                                          r"DATASETS.TEST \('test_set',\): refusing to tune"):
+        Trainer.build_lr_scheduler(cfg, optimizer)

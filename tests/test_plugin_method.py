@@ -5,8 +5,6 @@ detection family); once installed, ``get_cfg()``, ``train_net.py``, ``tools/benc
 ``tools/demo.py`` use it. The repository's setup.py declares a projects/ package the same way."""
 import json
 import os
-import subprocess
-import sys
 import textwrap
 
 import cv2
@@ -14,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from plugin_projects import install_project
+from plugin_projects import run as _run
 from rtinst.methods import ENTRY_POINT_GROUP
 from train_net_runner import ROOT
 
@@ -87,24 +87,6 @@ register_method(
 )
 '''
 
-# how a package outside the repository declares itself (the repository's setup.py writes the
-# same entry point for each projects/<Name>/<package>/)
-TOY_PYPROJECT = f'''
-[build-system]
-requires = ["setuptools>=64"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "rtinst-toymethod"
-version = "0.0.1"
-
-[project.entry-points."{ENTRY_POINT_GROUP}"]
-toymethod = "toymethod"
-
-[tool.setuptools]
-packages = ["toymethod"]
-'''
-
 K = 3
 
 
@@ -129,10 +111,7 @@ def _toy_dataset(folder):
 def toy_project(tmp_path_factory):
     """(config file, environment with the installed toy method, dataset spec)."""
     root = tmp_path_factory.mktemp("toy")
-    project = root / "projects" / "Toy"
-    (project / "toymethod").mkdir(parents=True)
-    (project / "toymethod" / "__init__.py").write_text(TOY_PACKAGE)
-    (project / "pyproject.toml").write_text(TOY_PYPROJECT)
+    project, env = install_project(root, "Toy", "toymethod", TOY_PACKAGE)
     (project / "configs").mkdir()
     config = project / "configs" / "toy.yaml"
     config.write_text(textwrap.dedent(f"""\
@@ -160,18 +139,7 @@ def toy_project(tmp_path_factory):
         TEST:
           EVAL_PERIOD: 0
         """))
-    site = root / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-build-isolation", "--target", str(site), str(project)],
-                   check=True, capture_output=True, text=True, timeout=300)
-    paths = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
     return config, env, _toy_dataset(root / "data")
-
-
-def _run(args, env, cwd=ROOT):
-    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
 
 
 def test_get_cfg_applies_the_installed_method(toy_project):

@@ -1,8 +1,8 @@
-"""The video path of the benchmark: a model followed by the online tracker (``rtinst.video``),
-timed as one call per frame; the association's own time is reported as a submodule time."""
-import time
-
-from rtinst.video import OnlineTracker
+"""The video path of the benchmark: a model run by the video loop (``rtinst.video.loop``: a video
+model's own frame loop and state, an image model frame by frame) followed by the tracker
+(``MODEL.TRACKER.NAME``), timed as one call per frame; the association's own time is reported
+as a submodule time."""
+from rtinst.video import VideoLoop, build_tracker
 
 ASSOCIATION = "association"
 
@@ -18,21 +18,19 @@ def tracking_cfg(cfg):
 
 
 class TrackedModel:
-    """``model`` then ``OnlineTracker(cfg)`` on its instances, called like the model (a list of
-    one input dict). Doubles as the benchmark's submodule timer: ``elapsed_ms["association"]``
-    is the association's time in the last call."""
+    """``model`` through one ``VideoLoop`` with the tracker of ``cfg``, called like an image model
+    (a list of one input dict: the next frame). Doubles as the benchmark's submodule timer:
+    ``elapsed_ms["association"]`` is the association's time in the last call."""
 
     def __init__(self, model, cfg):
-        self.model = model
-        self.tracker = OnlineTracker(tracking_cfg(cfg))
+        self.loop = VideoLoop(model, build_tracker(tracking_cfg(cfg)))
         self.elapsed_ms = {ASSOCIATION: 0.0}
 
     def reset(self):
         self.elapsed_ms[ASSOCIATION] = 0.0
 
     def __call__(self, batched_inputs):
-        (output,) = self.model(batched_inputs)
-        start = time.perf_counter()
-        tracked = self.tracker.update(output["instances"].to("cpu"))
-        self.elapsed_ms[ASSOCIATION] = (time.perf_counter() - start) * 1000.0
-        return [{"instances": tracked}]
+        (inputs,) = batched_inputs
+        outputs = self.loop.step(inputs)
+        self.elapsed_ms[ASSOCIATION] = self.loop.last_association_seconds * 1000.0
+        return [outputs]

@@ -7,6 +7,9 @@
 * a missing, empty or unreadable file, a file that is not a checkpoint, or a checkpoint that
   matches none of the model's parameters (``FrozenBatchNorm2d``'s statistics, which Detectron2
   fills in when absent, do not count; they are kept as they were) raises an error naming it;
+* a checkpoint loading into a model whose class a method registered a converter for
+  (``register_method(checkpoint_converters=...)``, e.g. YOLACT's for the reference's files) is
+  converted first;
 * ``resume_or_load`` with nothing to resume from says so, naming the folder;
 * checkpoints and the ``last_checkpoint`` tag are written to a temporary file and renamed, so a
   job killed while saving leaves the previous checkpoint and tag intact for ``--resume`` (fvcore
@@ -24,6 +27,7 @@ from detectron2.layers import FrozenBatchNorm2d
 from detectron2.utils.file_io import PathManager
 
 from ..errors import CheckpointError
+from ..methods import METHODS
 
 logger = logging.getLogger(__name__)
 
@@ -108,8 +112,7 @@ class SafeCheckpointer(DetectionCheckpointer):
         return data
 
     def _load_model(self, checkpoint):
-        # a model that reads another implementation's checkpoints converts them itself
-        convert = getattr(self.model, "convert_checkpoint", None)
+        convert = _checkpoint_converter(self.model)
         if convert is not None and isinstance(checkpoint.get("model"), dict):
             checkpoint["model"] = convert(checkpoint["model"])
         frozen_stats = _frozen_bn_statistics(self.model)
@@ -136,6 +139,13 @@ class SafeCheckpointer(DetectionCheckpointer):
                 f"MODEL.WEIGHTS {path}" if path else "random weights (MODEL.WEIGHTS is empty)",
             )
         return super().resume_or_load(path, resume=resume)
+
+
+def _checkpoint_converter(model):
+    """The ``convert(state_dict)`` a method registered for ``model``'s class, or None."""
+    name = type(model).__name__
+    return next((m.checkpoint_converters[name] for m in METHODS.values()
+                 if name in m.checkpoint_converters), None)
 
 
 def _require_safe_detectron2(filename):

@@ -39,7 +39,13 @@ class RobustDatasetMapper(DatasetMapper):
 
 
 def build_dataset_mapper(cfg, is_train: bool):
-    """The mapper named by ``INPUT.DATASET_MAPPER`` (``RobustDatasetMapper`` by default; any
-    method can register one: ``rtinst.register_method(dataset_mappers=...)``)."""
-    build = find_part("dataset_mappers", cfg.INPUT.DATASET_MAPPER, "INPUT.DATASET_MAPPER")
-    return build(cfg, is_train=is_train)
+    """The training mapper named by ``INPUT.DATASET_MAPPER`` (``RobustDatasetMapper`` by
+    default; any method can register one: ``rtinst.register_method(dataset_mappers=...)``), or
+    the test mapper: the one ``INPUT.TEST_DATASET_MAPPER`` names, by default what
+    ``INPUT.DATASET_MAPPER``'s builder gives with ``is_train=False``. The test mapper maps image
+    records: the test sets' images and the frames of video evaluation."""
+    if not is_train and cfg.INPUT.TEST_DATASET_MAPPER:
+        key, name = "INPUT.TEST_DATASET_MAPPER", cfg.INPUT.TEST_DATASET_MAPPER
+    else:
+        key, name = "INPUT.DATASET_MAPPER", cfg.INPUT.DATASET_MAPPER
+    return find_part("dataset_mappers", name, key)(cfg, is_train=is_train)

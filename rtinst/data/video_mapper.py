@@ -1,5 +1,7 @@
 """``VideoClipMapper`` (``INPUT.DATASET_MAPPER "VideoClipMapper"``): a training sample of a video
-method is a frame, a pair or a clip of one video, augmented alike.
+method is a frame, a pair or a clip of one video, augmented alike. At test time the registered
+name gives the frame mapper (``build_video_clip_mapper``): video evaluation and the image test
+sets hand the model one frame at a time.
 
 From a video record (``ytvis.py``) it draws ``INPUT.VIDEO.SAMPLING_FRAME_NUM`` distinct frames:
 the first uniformly, the others within ``INPUT.VIDEO.SAMPLING_FRAME_RANGE`` frames of it (fewer
@@ -17,6 +19,8 @@ import torch
 from detectron2.config import configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+
+from .dataset_mapper import RobustDatasetMapper
 
 
 def sample_frame_indices(length, count, frame_range, rng=np.random):
@@ -97,3 +101,12 @@ class VideoClipMapper:
                 frame["instances"] = self._instances(objects, image.shape[:2])
             frames.append(frame)
         return {"video_id": video["video_id"], "frame_indices": indices, "frames": frames}
+
+
+def build_video_clip_mapper(cfg, is_train):
+    """``INPUT.DATASET_MAPPER "VideoClipMapper"``: ``VideoClipMapper`` in training; at test time
+    the frame mapper (``RobustDatasetMapper`` in inference mode) of the image records that the
+    test loaders and video evaluation (one record per frame) give."""
+    if is_train:
+        return VideoClipMapper(cfg, is_train=True)
+    return RobustDatasetMapper(cfg, is_train=False)

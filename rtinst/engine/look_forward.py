@@ -39,7 +39,7 @@ VALIDATION_SEED = 0  # augmentation seed of the validation batches
 @dataclass(frozen=True)
 class LookForwardParams:
     """``SOLVER.LOOK_FORWARD`` (BlitzMask Sec. 2.3), checked; ``momentum_max`` is
-    ``SOLVER.MOMENTUM`` and ``val_dataset`` the dataset actually used."""
+    ``SOLVER.MOMENTUM``."""
 
     period: int
     window: int
@@ -91,8 +91,11 @@ class LookForwardParams:
                 f"must be a non-empty list of numbers > 0, got {lf[lr_key]}",
             )
             _require(momentum_deltas[phase], momentum_key, "must be a non-empty list")
-        val_dataset = lf.VAL_DATASET or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else "")
-        _require(val_dataset, "VAL_DATASET", "is empty and so is DATASETS.TEST: name a dataset")
+        _require(lf.VAL_DATASET, "VAL_DATASET", "is empty: set it to a validation split (the "
+                 "schedule is tuned on its loss), not one of DATASETS.TEST")
+        _require(lf.VAL_DATASET not in cfg.DATASETS.TEST, "VAL_DATASET",
+                 f"{lf.VAL_DATASET!r} is in DATASETS.TEST {tuple(cfg.DATASETS.TEST)}: refusing to "
+                 "tune the schedule on the test split; name a validation split")
         return cls(
             period=lf.PERIOD,
             window=lf.WINDOW,
@@ -104,9 +107,17 @@ class LookForwardParams:
             momentum_max=cfg.SOLVER.MOMENTUM,
             lr_multipliers=lr_multipliers,
             momentum_deltas=momentum_deltas,
-            val_dataset=val_dataset,
+            val_dataset=lf.VAL_DATASET,
             val_batches=lf.VAL_BATCHES,
         )
+
+
+def build_look_forward_scheduler(cfg, optimizer):
+    """The ``LookForwardScheduler`` of ``SOLVER.LR_SCHEDULER_NAME "LookForward"`` (rtinst
+    registers it), starting at ``START_LR_FACTOR``; a ``ConfigError`` naming the key for a bad
+    ``SOLVER.LOOK_FORWARD`` setting. ``Trainer.build_hooks`` adds its ``LookForwardHook``."""
+    params = LookForwardParams.from_config(cfg)
+    return LookForwardScheduler(optimizer, params.start_lr_factor, cfg.SOLVER.MOMENTUM)
 
 
 def _require(condition, key, message):

@@ -258,16 +258,21 @@ class Predictor:
             dict: the model's outputs for this image, ``{"instances": Instances}`` for detectors,
             at H x W, or at the bounded size (see the class docstring).
         """
-        check_image(original_image)
+        inputs = self.model_inputs(original_image)
         with torch.no_grad():
-            image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
-            height, width = image.shape[:2]
-            out_height, out_width = self.output_size(height, width)
-            image = self.aug.get_transform(image).apply_image(image)
-            net_size = bounded_output_size(*image.shape[:2], self.max_output_pixels)
-            if net_size != image.shape[:2]:  # a huge network input (INPUT.MIN_SIZE_TEST 0)
-                resize = T.ResizeTransform(*image.shape[:2], *net_size)
-                image = resize.apply_image(np.ascontiguousarray(image))
-            image = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
-            inputs = {"image": image, "height": out_height, "width": out_width}
             return self.model([inputs])[0]
+
+    def model_inputs(self, original_image):
+        """The model's input dict for one BGR image (checked by ``check_image``): the image
+        converted, resized (and bounded) as ``__call__`` runs it, with the output size."""
+        check_image(original_image)
+        image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
+        height, width = image.shape[:2]
+        out_height, out_width = self.output_size(height, width)
+        image = self.aug.get_transform(image).apply_image(image)
+        net_size = bounded_output_size(*image.shape[:2], self.max_output_pixels)
+        if net_size != image.shape[:2]:  # a huge network input (INPUT.MIN_SIZE_TEST 0)
+            resize = T.ResizeTransform(*image.shape[:2], *net_size)
+            image = resize.apply_image(np.ascontiguousarray(image))
+        image = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
+        return {"image": image, "height": out_height, "width": out_width}

@@ -10,8 +10,10 @@ checkpoints.
   faster-coco-eval's C++ path for "coco"); a video dataset's videos run frame by frame through
   the online tracker (``rtinst.video``) into the YouTube-VIS evaluator;
 * checkpoints load through ``SafeCheckpointer`` (no code execution, clear errors);
-* ``SOLVER.LR_SCHEDULER_NAME "LookForward"``: BlitzMask's look-forward schedule
-  (``look_forward.py``);
+* the optimizer ``SOLVER.OPTIMIZER`` with its parameter groups and gradient clipping
+  (``rtinst.solver``); the LR scheduler and extra hooks that methods registered
+  (``SOLVER.LR_SCHEDULER_NAME``, ``SOLVER.HOOKS``), among them ``"LookForward"``: BlitzMask's
+  look-forward schedule (``look_forward.py``);
 * writers: Detectron2's console line (with ETA), ``metrics.json`` and TensorBoard events; after
   training the run's report (``rtinst.reports``: results.csv, curves, per-class AP, PR curves,
   confusion matrix, gallery, report.html) when ``TEST.REPORT.ENABLED``.
@@ -32,9 +34,10 @@ from rtinst.checkpoint import SafeCheckpointer
 from rtinst.data.dataset_mapper import build_dataset_mapper
 from rtinst.data.train_loader import LazyTrainLoader, build_resumable_train_loader
 from rtinst.data.ytvis import is_video_dataset
-from rtinst.errors import ConfigError
 from rtinst.evaluation import build_evaluator
+from rtinst.methods import find_part
 from rtinst.reports import write_run_report
+from rtinst.solver import build_optimizer
 from rtinst.video import inference_on_videos
 
 from .defaults import check_schedule
@@ -43,13 +46,10 @@ from .look_forward import (
     SCHEDULER_NAME as LOOK_FORWARD,
     LookForwardHook,
     LookForwardParams,
-    LookForwardScheduler,
     build_validation_batches,
 )
 
 logger = logging.getLogger(__name__)
-
-DETECTRON2_SCHEDULERS = ("WarmupMultiStepLR", "WarmupCosineLR")
 
 
 class Trainer(DefaultTrainer):
@@ -68,37 +68,26 @@ class Trainer(DefaultTrainer):
         return SafeCheckpointer(model, cfg.OUTPUT_DIR, **checkpointables)
 
     @classmethod
+    def build_optimizer(cls, cfg, model):
+        """``rtinst.solver.build_optimizer``: ``SOLVER.OPTIMIZER`` ("SGD": Detectron2's) with
+        the ``SOLVER`` parameter groups and gradient clipping."""
+        return build_optimizer(cfg, model)
+
+    @classmethod
     def build_lr_scheduler(cls, cfg, optimizer):
-        """``LookForwardScheduler`` for ``SOLVER.LR_SCHEDULER_NAME "LookForward"`` (BlitzMask
-        Sec. 2.3), else Detectron2's with the ``SOLVER.STEPS`` that happen before
-        ``SOLVER.MAX_ITER`` (the others left out with a warning); a ``ConfigError`` naming the
-        key for an unknown name, a bad ``SOLVER.LOOK_FORWARD`` setting or an impossible schedule
-        (``check_schedule``)."""
-        name = cfg.SOLVER.LR_SCHEDULER_NAME
-        steps = check_schedule(cfg)
-        if name == LOOK_FORWARD:
-            params = LookForwardParams.from_config(cfg)
-            return LookForwardScheduler(optimizer, params.start_lr_factor, cfg.SOLVER.MOMENTUM)
-        if name not in DETECTRON2_SCHEDULERS:
-            known = ", ".join((*DETECTRON2_SCHEDULERS, LOOK_FORWARD))
-            raise ConfigError(
-                f"SOLVER.LR_SCHEDULER_NAME: unknown scheduler {name!r}, expected one of {known}"
-            )
-        if name == "WarmupMultiStepLR" and steps != tuple(cfg.SOLVER.STEPS):
-            logger.warning(
-                "SOLVER.STEPS %s: step(s) %s at or after SOLVER.MAX_ITER %d never happen and are "
-                "left out", tuple(cfg.SOLVER.STEPS), tuple(cfg.SOLVER.STEPS)[len(steps):],
-                cfg.SOLVER.MAX_ITER,
-            )
-            cfg = cfg.clone()
-            cfg.defrost()
-            cfg.SOLVER.STEPS = steps
-        return super().build_lr_scheduler(cfg, optimizer)
+        """The scheduler a method registered as ``SOLVER.LR_SCHEDULER_NAME`` (rtinst: Detectron2's
+        "WarmupMultiStepLR" and "WarmupCosineLR", BlitzMask Sec. 2.3's "LookForward"); a
+        ``ConfigError`` naming the key for an unknown name, a bad setting or an impossible
+        schedule (``check_schedule``)."""
+        check_schedule(cfg)
+        build = find_part("lr_schedulers", cfg.SOLVER.LR_SCHEDULER_NAME, "SOLVER.LR_SCHEDULER_NAME")
+        return build(cfg, optimizer)
 
     def build_hooks(self):
         """Detectron2's hooks, then ``InterruptCheckpointer`` (SIGINT / SIGTERM: checkpoint and
-        stop); ``LookForwardHook`` right after the ``LRScheduler`` hook when the look-forward
-        schedule is on."""
+        stop), then those that methods registered under the names of ``SOLVER.HOOKS``, in order;
+        ``LookForwardHook`` right after the ``LRScheduler`` hook when the look-forward schedule
+        is on."""
         hook_list = super().build_hooks()
         hook_list.append(InterruptCheckpointer())
         if self.cfg.SOLVER.LR_SCHEDULER_NAME == LOOK_FORWARD:
@@ -110,6 +99,8 @@ class Trainer(DefaultTrainer):
                 i for i, hook in enumerate(hook_list) if isinstance(hook, hooks.LRScheduler)
             )
             hook_list.insert(position, LookForwardHook(params, build_val_batches))
+        for name in self.cfg.SOLVER.HOOKS:
+            hook_list.append(find_part("training_hooks", name, "SOLVER.HOOKS")(self.cfg, self))
         return hook_list
 
     def train(self):

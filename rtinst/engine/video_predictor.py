@@ -1,22 +1,28 @@
-"""``VideoPredictor``: any rtinst model run frame by frame, its instances given track IDs. It
-lives beside ``Predictor``, not in ``rtinst.video``: the video package (tracking, video
-evaluation) is used by the trainer, and must not import ``rtinst.engine`` back."""
-import time
+"""``VideoPredictor``: any rtinst model run over a video's frames by the video loop
+(``rtinst.video.loop``: a video model's own state and keyframes, an image model frame by frame),
+its instances given track IDs. It lives beside ``Predictor``, not in ``rtinst.video``: the video
+package (tracking, video evaluation) is used by the trainer, and must not import
+``rtinst.engine`` back."""
+import torch
 
-from rtinst.video.tracker import OnlineTracker
+from rtinst.video.loop import VideoLoop
+from rtinst.video.tracker import build_tracker
 
 from .predictor import Predictor
 
 
 class VideoPredictor:
-    """``VideoPredictor(cfg)(frame)`` -> ``{"instances": Instances}`` with ``pred_ids`` for the
-    next BGR frame of a video: ``Predictor`` (safe weights, checked input, bounded output size)
-    followed by ``OnlineTracker`` (``MODEL.TRACKER.*``). ``reset()`` before another video;
-    ``run(frames)`` does it and yields the outputs of every frame.
+    """``VideoPredictor(cfg)(frame)`` -> the model's outputs for the next BGR frame of a video,
+    ``"instances"`` with ``pred_ids``: ``Predictor``'s preprocessing (safe weights, checked
+    input, bounded output size), then ``VideoLoop`` (the model's ``forward_frame`` with the
+    state of the previous frames, or the image model) and the tracker ``MODEL.TRACKER.NAME``.
+    ``reset()`` before another video; ``run(frames)`` does it and yields the outputs of every
+    frame.
 
     Attributes:
-        predictor: the image ``Predictor``. tracker: the current video's ``OnlineTracker``.
-        model_seconds, association_seconds: time spent in each since the last reset.
+        predictor: the image ``Predictor`` (its model and preprocessing). loop: the current
+        video's ``VideoLoop`` (``loop.tracker``, ``loop.state``).
+        model_seconds, association_seconds, frames: since the last reset.
     """
 
     def __init__(self, cfg, predictor=None):
@@ -25,19 +31,28 @@ class VideoPredictor:
         self.reset()
 
     def reset(self):
-        self.tracker = OnlineTracker(self.cfg)
-        self.model_seconds = self.association_seconds = 0.0
-        self.frames = 0
+        self.loop = VideoLoop(self.predictor.model, build_tracker(self.cfg))
+
+    @property
+    def tracker(self):
+        return self.loop.tracker
+
+    @property
+    def frames(self):
+        return self.loop.frames
+
+    @property
+    def model_seconds(self):
+        return self.loop.model_seconds
+
+    @property
+    def association_seconds(self):
+        return self.loop.association_seconds
 
     def __call__(self, frame):
-        start = time.perf_counter()
-        instances = self.predictor(frame)["instances"].to("cpu")
-        middle = time.perf_counter()
-        tracked = self.tracker.update(instances)
-        self.model_seconds += middle - start
-        self.association_seconds += time.perf_counter() - middle
-        self.frames += 1
-        return {"instances": tracked}
+        inputs = self.predictor.model_inputs(frame)
+        with torch.no_grad():
+            return self.loop.step(inputs)
 
     def run(self, frames):
         """The outputs of every frame of one video (an iterable of BGR frames)."""

@@ -15,6 +15,10 @@ Segmentation", ICCV 2019) and its official API (``ytvoseval.py`` of youtubevos/c
 The matching, accumulation and summary are pycocotools' ``COCOeval`` itself (``YTVISeval``
 changes what an annotation's mask is, the IoU and the area ranges). Identity metrics of the
 confident tracks (IDF1, ID switches, MOTA, HOTA) come from TrackEval, per frame on mask IoU.
+
+Box tracks (a model without masks: results with per-frame XYWH ``bboxes`` instead of
+``segmentations``) are scored the same way with every box, the GT's included, as the mask of
+its rectangle on the pixel grid: the spatio-temporal box IoU, reported as ``"bbox"``.
 """
 import contextlib
 import io
@@ -108,47 +112,70 @@ def _video_length(video):
     return video.get("length", len(video["file_names"]))
 
 
-def _check_length(video_id, segmentations, length):
+def _region_key(track):
+    """"bboxes" for a box track, else "segmentations"."""
+    return "bboxes" if "bboxes" in track and "segmentations" not in track else "segmentations"
+
+
+def _check_length(video_id, regions, length, key="segmentations"):
     """A ``ValueError`` naming the video when a track has not one entry per frame."""
-    if len(segmentations) != length:
-        raise ValueError(f"video {video_id}: a result track has {len(segmentations)} "
-                         f"segmentations, the video {length} frames")
+    if len(regions) != length:
+        raise ValueError(f"video {video_id}: a result track has {len(regions)} {key}, the "
+                         f"video {length} frames")
 
 
-def _check_result(result, videos):
+def _box_rles(bboxes, height, width):
+    """Per frame, the RLE of the XYWH box's rectangle (None where there is no box)."""
+    return [None if b is None else mask_util.frPyObjects(np.array([b], dtype=np.float64), height,
+                                                     width)[0]
+            for b in bboxes]
+
+
+def _check_result(result, videos, key="segmentations"):
     """A ``ValueError`` naming the video for a result not on a GT video or not at its size."""
     video = videos.get(result["video_id"])
     if video is None:
         raise ValueError(f"results: video {result['video_id']} is not in the ground truth")
-    _check_length(result["video_id"], result["segmentations"], _video_length(video))
+    _check_length(result["video_id"], result[key], _video_length(video), key)
     size = [video["height"], video["width"]]
-    if any(s is not None and list(s["size"]) != size for s in result["segmentations"]):
+    if key == "segmentations" and \
+            any(s is not None and list(s["size"]) != size for s in result["segmentations"]):
         raise ValueError(f"video {result['video_id']}: a result mask is not at the video's "
                          f"size {size[0]}x{size[1]}")
 
 
-def load_tracks(gt, results):
+def load_tracks(gt, results, boxes=False):
     """The GT (a parsed YouTube-VIS file with ``annotations``) and the results (official
     format) as ``(GT tracks, result tracks)``, the tracks being COCO-style
     annotations of their video (``image_id``) with ``segmentation``: the per-frame RLEs,
-    ``area``: their average area, and ids from 1 (COCOeval reads id 0 as "no match")."""
+    ``area``: their average area, and ids from 1 (COCOeval reads id 0 as "no match").
+    ``boxes``: box tracks (results with ``bboxes``), every box as its rectangle's RLE."""
     videos = {video["id"]: video for video in gt["videos"]}
+    key = "bboxes" if boxes else "segmentations"
     gt_tracks = []
     for i, annotation in enumerate(gt["annotations"]):
         video = videos[annotation["video_id"]]
-        segmentations = [to_rle(s, video["height"], video["width"])
-                         for s in annotation["segmentations"]]
+        if boxes:
+            segmentations = _box_rles(annotation.get("bboxes") or
+                                      [None] * _video_length(video),
+                                      video["height"], video["width"])
+        else:
+            segmentations = [to_rle(s, video["height"], video["width"])
+                             for s in annotation["segmentations"]]
         gt_tracks.append({"id": i + 1, "image_id": video["id"],
                           "category_id": annotation["category_id"],
                           "iscrowd": int(annotation.get("iscrowd", 0)),
                           "segmentation": segmentations, "area": _average_area(segmentations)})
     dt_tracks = []
     for i, result in enumerate(results):
-        _check_result(result, videos)
+        _check_result(result, videos, key)
+        video = videos[result["video_id"]]
+        segmentations = (_box_rles(result["bboxes"], video["height"], video["width"]) if boxes
+                         else list(result["segmentations"]))
         dt_tracks.append({"id": i + 1, "image_id": result["video_id"],
                           "category_id": result["category_id"], "score": float(result["score"]),
-                          "iscrowd": 0, "segmentation": list(result["segmentations"]),
-                          "area": _average_area(result["segmentations"])})
+                          "iscrowd": 0, "segmentation": segmentations,
+                          "area": _average_area(segmentations)})
     return gt_tracks, dt_tracks
 
 
@@ -288,8 +315,9 @@ def _read_ground_truth(dataset_name):
 
 
 class YTVISEvaluator(DatasetEvaluator):
-    """YouTube-VIS AP / AR of the result tracks of every video (``"segm"``) and identity
-    metrics of those scoring at least ``id_score_threshold`` (``"tracking"``); writes the
+    """YouTube-VIS AP / AR of the result tracks of every video (``"segm"``, or ``"bbox"`` for
+    box tracks) and identity metrics of those scoring at least ``id_score_threshold``
+    (``"tracking"``, on box IoU for box tracks); writes the
     official result file ``results.json`` to ``output_dir``. The annotation file and category
     mapping are read from the dataset's metadata when evaluating (a video dataset sets them
     when it is loaded)."""
@@ -299,19 +327,24 @@ class YTVISEvaluator(DatasetEvaluator):
         self._output_dir = output_dir
         self._id_score_threshold = id_score_threshold
         self._predictions = []
+        self._box_tracks = False
 
     def reset(self):
         self._predictions = []
+        self._box_tracks = False
 
     def process(self, inputs, outputs):
-        """Keeps each video's tracks (category contiguous until ``evaluate``)."""
+        """Keeps each video's tracks (category contiguous until ``evaluate``); an output's
+        ``"region_key": "bboxes"`` says its model gives box tracks (also when it has none)."""
         for video, output in zip(inputs, outputs):
+            self._box_tracks |= output.get("region_key") == "bboxes"
             for track in output["tracks"]:
-                _check_length(video["video_id"], track["segmentations"], video["length"])
+                key = _region_key(track)
+                _check_length(video["video_id"], track[key], video["length"], key)
+                regions = track[key] if key == "bboxes" else [_json_rle(s) for s in track[key]]
                 self._predictions.append({
                     "video_id": video["video_id"], "category_id": track["category_id"],
-                    "score": float(track["score"]),
-                    "segmentations": [_json_rle(s) for s in track["segmentations"]]})
+                    "score": float(track["score"]), key: regions})
 
     def _official_results(self, predictions):
         """The predictions with the dataset's category ids."""
@@ -336,6 +369,7 @@ class YTVISEvaluator(DatasetEvaluator):
     def evaluate(self):
         comm.synchronize()
         predictions = list(itertools.chain(*comm.gather(self._predictions, dst=0)))
+        box_tracks = any(comm.gather(self._box_tracks, dst=0))
         if not comm.is_main_process():
             return {}
         gt = _read_ground_truth(self._dataset_name)
@@ -346,8 +380,9 @@ class YTVISEvaluator(DatasetEvaluator):
             logger.warning("%s has no annotations (a split scored by the YouTube-VIS server): "
                            "it cannot be scored here", self._dataset_name)
             return {}
-        tracks = load_tracks(gt, results)
-        scores = OrderedDict([("segm", _segm_metrics(gt, *tracks)),
+        boxes = box_tracks or any(_region_key(result) == "bboxes" for result in results)
+        tracks = load_tracks(gt, results, boxes)
+        scores = OrderedDict([("bbox" if boxes else "segm", _segm_metrics(gt, *tracks)),
                               ("tracking", _identity_metrics(gt, *tracks,
                                                              self._id_score_threshold))])
         for task, values in scores.items():

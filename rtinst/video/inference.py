@@ -1,8 +1,7 @@
-"""Evaluation on a video dataset: every video's frames through the model and the online
-tracker, one result per track to the evaluator (``train_net.py --eval-only`` on a dataset of
-``rtinst.data.ytvis``)."""
+"""Evaluation on a video dataset: every video's frames through ``run_video`` (the model's own
+frame loop and state, then the tracker ``MODEL.TRACKER.NAME``), one result per track to the
+evaluator (``train_net.py --eval-only`` on a dataset of ``rtinst.data.ytvis``)."""
 import logging
-import time
 
 import torch
 import tqdm
@@ -12,8 +11,9 @@ from detectron2.utils import comm
 
 from rtinst.data.dataset_mapper import build_dataset_mapper
 
+from .loop import VideoLoop
 from .results import VideoTrackResults
-from .tracker import OnlineTracker
+from .tracker import build_tracker
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +25,10 @@ def frame_input(video, t):
 
 
 def inference_on_videos(cfg, model, dataset_name, evaluator):
-    """Runs ``model`` over this process's share of the videos of ``dataset_name`` with a new
-    ``OnlineTracker`` per video, feeds the tracks to ``evaluator`` and returns its results.
-    Logs the time per frame of the model and of the association."""
+    """Runs ``model`` over this process's share of the videos of ``dataset_name``, each frame
+    mapped by the test mapper (``build_dataset_mapper(cfg, is_train=False)``), with a new
+    tracker per video; feeds the tracks to ``evaluator`` and returns its results. Logs the time
+    per frame of the model and of the association."""
     videos = DatasetCatalog.get(dataset_name)[comm.get_rank()::comm.get_world_size()]
     mapper = build_dataset_mapper(cfg, is_train=False)
     evaluator.reset()
@@ -38,19 +39,16 @@ def inference_on_videos(cfg, model, dataset_name, evaluator):
         dynamic_ncols=True,
     ) as bar:
         for video in videos:
-            tracker = OnlineTracker(cfg)
+            loop = VideoLoop(model, build_tracker(cfg))
             results = VideoTrackResults(video["length"])
             for t in range(video["length"]):
-                inputs = mapper(frame_input(video, t))
-                start = time.perf_counter()
-                instances = model([inputs])[0]["instances"].to("cpu")
-                middle = time.perf_counter()
-                tracked = tracker.update(instances)
-                model_seconds += middle - start
-                association_seconds += time.perf_counter() - middle
-                results.add(t, tracked, tracker.hypotheses)
+                tracked = loop.step(mapper(frame_input(video, t)))["instances"]
+                results.add(t, tracked, getattr(loop.tracker, "hypotheses", None))
                 bar.update()
-            evaluator.process([video], [{"tracks": results.tracks()}])
+            model_seconds += loop.model_seconds
+            association_seconds += loop.association_seconds
+            evaluator.process([video], [{"tracks": results.tracks(),
+                                         "region_key": results.region_key}])
     if frames:
         logger.info(
             "%s: %d videos, %d frames: model %.1f ms/frame, association %.2f ms/frame, "

@@ -10,6 +10,10 @@ its track's last detection; an unmatched one opens a new track (track birth) whe
 least ``birth_score_thresh``, else it is dropped; a track unmatched for more than
 ``max_missed_frames`` frames in a row ends (track death), so that an object hidden for a few
 frames keeps its ID.
+
+``MODEL.TRACKER.NAME`` chooses the whole tracker (``build_tracker``): ``OnlineTracker`` by
+default; a method whose identities come from the model itself (e.g. kernels reused within a
+clip) registers its own (``rtinst.register_method(trackers=...)``), with the same ``update``.
 """
 from dataclasses import dataclass
 
@@ -80,9 +84,10 @@ class OnlineTracker:
         indices = sorted(hypotheses)
         return instances[torch.tensor(indices)], [hypotheses[i] for i in indices]
 
-    def update(self, instances: Instances) -> Instances:
+    def update(self, instances: Instances, frame_outputs=None) -> Instances:
         """The frame's tracked instances (those continuing or opening a track, in their order)
-        with ``pred_ids``; ``instances`` on the CPU."""
+        with ``pred_ids``; ``instances`` on the CPU. ``frame_outputs``: the model's other outputs
+        for the frame (``rtinst.video.loop``), unused here."""
         if instances.has("scores"):
             instances = instances[instances.scores >= self.score_thresh]
         instances, hypotheses = self._without_duplicates(instances)
@@ -107,3 +112,9 @@ class OnlineTracker:
         tracked.pred_ids = ids[ids > 0]
         self.hypotheses = [h for h, i in zip(hypotheses, ids.tolist()) if i > 0]
         return tracked
+
+
+def build_tracker(cfg):
+    """A new tracker for one video: the one registered as ``MODEL.TRACKER.NAME``, built from
+    ``cfg``; a ``ConfigError`` naming the key and the known names for an unknown one."""
+    return find_part("trackers", cfg.MODEL.TRACKER.NAME, "MODEL.TRACKER.NAME")(cfg)

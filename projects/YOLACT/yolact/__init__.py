@@ -1,6 +1,7 @@
 """YOLACT (Bolya et al., ICCV 2019) and YOLACT++ (TPAMI 2020): importing this package registers
 the ``YOLACT`` meta-architecture, its backbones and dataset mapper, and declares the method to
-rtinst with its config keys (``add_yolact_config``)."""
+rtinst with its config keys (``add_yolact_config``) and its converter of the reference's
+checkpoints (``convert_checkpoint``)."""
 from rtinst import register_method
 from rtinst.benchmark import DetectionFamily
 
@@ -10,11 +11,11 @@ from .dataset_mapper import YOLACTDatasetMapper
 from .export import YOLACTExportPipeline
 from .fast_nms import cross_class_fast_nms, fast_nms, standard_nms
 from .fpn import build_yolact_mobilenet_v2_fpn_backbone, build_yolact_resnet_fpn_backbone
-from .yolact import YOLACT
+from .yolact import YOLACT, convert_checkpoint
 
 __all__ = ["YOLACT", "YOLACTDatasetMapper", "YOLACTExportPipeline", "add_yolact_config",
            "build_yolact_mobilenet_v2_fpn_backbone", "build_yolact_resnet_fpn_backbone",
-           "convert_reference_state_dict", "cross_class_fast_nms", "fast_nms",
+           "convert_checkpoint", "convert_reference_state_dict", "cross_class_fast_nms", "fast_nms",
            "is_reference_state_dict", "standard_nms"]
 
 register_method(
@@ -27,4 +28,5 @@ register_method(
         nms_thresholds=("MODEL.YOLACT.NMS_THRESH",),
     )},
     export_pipelines={"YOLACT": YOLACTExportPipeline},
+    checkpoint_converters={"YOLACT": convert_checkpoint},
 )

@@ -38,11 +38,22 @@ from .losses import YOLACTLoss
 from .mask_rescoring import MaskIoUHead
 from .outputs import YOLACTOutputs
 
-__all__ = ["YOLACT"]
+__all__ = ["YOLACT", "convert_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
 BOX_CODING_WEIGHTS = (10.0, 10.0, 5.0, 5.0)  # SSD's variances 0.1 (centre) and 0.2 (size)
+
+
+def convert_checkpoint(state_dict: Dict) -> Dict:
+    """The reference implementation's state dict converted (the package registers this as the
+    ``YOLACT`` checkpoint converter: ``SafeCheckpointer`` calls it on every checkpoint it loads
+    into one); any other one as it is."""
+    if not is_reference_state_dict(state_dict):
+        return state_dict
+    converted, report = convert_reference_state_dict(state_dict)
+    logger.info("Converted a dbolya/yolact checkpoint: %s", report.summary())
+    return converted
 
 
 @META_ARCH_REGISTRY.register()
@@ -120,15 +131,6 @@ class YOLACT(nn.Module):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
         }
-
-    def convert_checkpoint(self, state_dict: Dict) -> Dict:
-        """The reference implementation's state dict converted (``SafeCheckpointer`` calls
-        this on every checkpoint it loads); any other one as it is."""
-        if not is_reference_state_dict(state_dict):
-            return state_dict
-        converted, report = convert_reference_state_dict(state_dict)
-        logger.info("Converted a dbolya/yolact checkpoint: %s", report.summary())
-        return converted
 
     @property
     def device(self) -> torch.device:
