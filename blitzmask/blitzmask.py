@@ -16,6 +16,7 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances
 from rtinst.modeling.layers import assemble_masks
+from rtinst.utils.comm import mean_over_workers
 
 from .lite_head import HeadOutputs, LiteHead
 from .losses import mask_bce_loss, mask_dice_loss, poly1_focal_loss, size_loss
@@ -24,6 +25,8 @@ from .spanning_set import SpanningSetMasks, gather_coefficients
 from .targets import build_batch_targets
 
 __all__ = ["BlitzMask"]
+
+MASK_CROPS = ("box", "none", "loss")  # MODEL.BLITZMASK.MASK_CROP (blitzmask/config.py)
 
 
 @META_ARCH_REGISTRY.register()
@@ -36,7 +39,7 @@ class BlitzMask(nn.Module):
                  pixel_mean, pixel_std, gaussian_alpha: float, size_region: str,
                  focal_alpha: float, focal_beta: float, poly1_epsilon: float,
                  loss_weights: Dict[str, float], topk: int, score_thresh: float,
-                 mask_threshold: float, crop_masks_to_box: bool):
+                 mask_threshold: float, mask_crop: str):
         super().__init__()
         self.backbone = backbone
         self.head = head
@@ -51,7 +54,11 @@ class BlitzMask(nn.Module):
         self.poly1_epsilon = poly1_epsilon
         self.loss_weights = loss_weights
         self.topk, self.score_thresh = topk, score_thresh
-        self.masks = SpanningSetMasks(self.stride, mask_threshold, crop_masks_to_box)
+        if mask_crop not in MASK_CROPS:
+            raise ValueError(f"MODEL.BLITZMASK.MASK_CROP must be one of {', '.join(MASK_CROPS)}, "
+                             f"got {mask_crop!r}")
+        self.crop_loss_to_box = mask_crop in ("box", "loss")
+        self.masks = SpanningSetMasks(self.stride, mask_threshold, mask_crop == "box")
 
     @classmethod
     def from_config(cls, cfg):
@@ -86,7 +93,7 @@ class BlitzMask(nn.Module):
             "topk": bcfg.TEST.TOPK,
             "score_thresh": bcfg.TEST.SCORE_THRESH,
             "mask_threshold": bcfg.TEST.MASK_THRESHOLD,
-            "crop_masks_to_box": bcfg.TEST.CROP_MASKS_TO_BOX,
+            "mask_crop": bcfg.MASK_CROP,
         }
 
     @property
@@ -141,13 +148,19 @@ class BlitzMask(nn.Module):
         return boxes, peaks.scores, peaks.classes, masks
 
     def losses(self, outputs: HeadOutputs, gt_instances: List[Instances]):
-        """Sec. 2.2's losses, each weighted by its ``MODEL.BLITZMASK.*_LOSS_WEIGHT``."""
+        """Sec. 2.2's losses, each weighted by its ``MODEL.BLITZMASK.*_LOSS_WEIGHT``. The
+        number of instances that normalises them is averaged over the workers, so that several
+        processes average like one. The mask cross-entropy is averaged over the instance's box
+        (MASK_CROP "box", whose inference crops to the predicted box, or "loss") or over the
+        whole map ("none": the paper's Fig. 1 crops nothing at inference; Sec. 2.2 names no
+        region for the loss)."""
         height, width = outputs.heatmap.shape[-2:]
         targets = build_batch_targets(
             gt_instances, num_classes=self.num_classes, height=height, width=width,
             stride=self.stride, alpha=self.gaussian_alpha, size_region=self.size_region,
         )
-        num_instances = max(sum(len(t.classes) for t in targets), 1)
+        local_instances = outputs.heatmap.new_tensor(float(sum(len(t.classes) for t in targets)))
+        num_instances = mean_over_workers(local_instances).clamp(min=1.0)
         heatmap_loss = poly1_focal_loss(
             outputs.heatmap, torch.stack([t.heatmap for t in targets]),
             self.focal_alpha, self.focal_beta, self.poly1_epsilon,
@@ -164,13 +177,16 @@ class BlitzMask(nn.Module):
             mask_logits.append(assemble_masks(gather_coefficients(outputs.coefficients[i], cells),
                                               outputs.spanning_set[i]))
             mask_targets.append(t.masks)
-            regions.append(t.box_regions)
+            regions.append(t.box_regions if self.crop_loss_to_box
+                           else torch.ones_like(t.box_regions))
         l1, iou = size_loss(torch.cat(sizes_pred), torch.cat(sizes_target), torch.cat(weights))
         mask_logits = torch.cat(mask_logits)
         mask_targets, regions = torch.cat(mask_targets), torch.cat(regions)
         if len(mask_logits):
-            bce = mask_bce_loss(mask_logits, mask_targets, regions)
-            dice = mask_dice_loss(mask_logits, mask_targets)
+            # the mask losses average over this worker's instances: rescaled to all workers'
+            share = local_instances / num_instances
+            bce = mask_bce_loss(mask_logits, mask_targets, regions) * share
+            dice = mask_dice_loss(mask_logits, mask_targets) * share
         else:  # no instance in the batch: zero losses that keep the graph
             bce = dice = outputs.coefficients.sum() * 0 + outputs.spanning_set.sum() * 0
         losses = {"loss_heatmap": heatmap_loss, "loss_size_l1": l1, "loss_size_iou": iou,

@@ -7,13 +7,16 @@
   instance sum to 1), averaged over instances.
 * Masks (Eq. 1): binary cross-entropy and Dice on M^n = sum_k lambda_{n,k} B^k against the
   instance's soft mask. Both are normalised per instance so that small and large objects weigh
-  the same: the cross-entropy is averaged over the cells of the instance's box (YOLACT's
-  box-area normalisation), the Dice loss is a ratio; the per-instance losses are averaged.
+  the same: the cross-entropy is averaged over the cells of a region (the instance's box, YOLACT's
+  box-area normalisation, or the whole map: ``MODEL.BLITZMASK.MASK_CROP``), the Dice loss is a
+  ratio; the per-instance losses are averaged.
 """
 import torch
 import torch.nn.functional as F
 
 from rtinst.modeling.fcos.fcos_losses import ltrb_iou_loss
+from rtinst.modeling.losses import dice_loss
+from rtinst.utils.comm import mean_over_workers
 
 __all__ = ["poly1_focal_loss", "size_loss", "mask_bce_loss", "mask_dice_loss"]
 
@@ -34,9 +37,10 @@ def poly1_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: float = 
 
 
 def size_loss(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor):
-    """(L1, UnitBox) losses, each sum_cells(weight * loss) / number of instances, for (M, 4)
-    predicted and target distances (l, t, r, b) and (M,) weights (one instance's sum to 1)."""
-    num_instances = weights.sum().clamp(min=1)
+    """(L1, UnitBox) losses, each sum_cells(weight * loss) / number of instances (averaged over
+    the workers), for (M, 4) predicted and target distances (l, t, r, b) and (M,) weights (one
+    instance's sum to 1)."""
+    num_instances = mean_over_workers(weights.sum()).clamp(min=1)
     l1 = F.l1_loss(pred, target, reduction="none").sum(dim=1)
     iou = ltrb_iou_loss(pred, target, "iou")
     return (weights * l1).sum() / num_instances, (weights * iou).sum() / num_instances
@@ -52,8 +56,5 @@ def mask_bce_loss(logits: torch.Tensor, target: torch.Tensor, regions: torch.Ten
 
 
 def mask_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-6):
-    """Mean over instances of the Dice loss (V-Net): 1 - 2 sum(p t) / (sum p^2 + sum t^2)."""
-    p = torch.sigmoid(logits).flatten(1)
-    t = target.flatten(1)
-    dice = 2 * (p * t).sum(dim=1) / ((p * p).sum(dim=1) + (t * t).sum(dim=1) + eps)
-    return (1 - dice).mean()
+    """Mean over instances of the Dice loss (V-Net): 1 - 2 sum(p t) / (sum p^2 + sum t^2 + eps)."""
+    return dice_loss(logits, target, squared=True, smooth=0.0, eps=eps).mean()

@@ -56,8 +56,11 @@ def _deeplabv3plus_blendmask_cfg():
 
 
 def _blitzmask_cfg():
+    """The fixture was recorded with uncropped inference masks: ``MASK_CROP "loss"`` (the
+    default "box" crops them to their box; tests/test_blitzmask.py tests it)."""
     return tiny_blitzmask_cfg("MODEL.BLITZMASK.TEST.SCORE_THRESH", "0.0",
-                              "MODEL.BLITZMASK.TEST.TOPK", str(TOP_K))
+                              "MODEL.BLITZMASK.TEST.TOPK", str(TOP_K),
+                              "MODEL.BLITZMASK.MASK_CROP", "loss")
 
 
 MODELS = {

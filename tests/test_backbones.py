@@ -2,6 +2,7 @@
 it shares with EfficientNet-Lite, and the R-50 FCOS parameter names/shapes against AdelaiDet's
 checkpoint."""
 import dataclasses
+import logging
 
 import pytest
 import torch
@@ -11,9 +12,10 @@ from shared_files import assert_same_parameters
 from tiny_models import CONFIGS
 
 from detectron2.layers import FrozenBatchNorm2d, ShapeSpec
-from detectron2.modeling import build_backbone, build_model
+from detectron2.modeling import BACKBONE_REGISTRY, build_backbone, build_model
 from rtinst.config import get_cfg
 from rtinst.modeling.backbone import EfficientNetLite, MobileNetV2, mobilenet_v2
+from rtinst.modeling.backbone.pretrained import warn_frozen_norm_from_scratch
 
 
 def _mobilenet_cfg(top_levels=2, pretrained=False):
@@ -116,3 +118,43 @@ def test_r50_fcos_parameters_match_adelaidet_checkpoint():
     cfg.MODEL.DEVICE = "cpu"
     cfg.MODEL.FCOS.NUM_CLASSES = 80
     assert_same_parameters(build_model(cfg), "adet_fcos_R_50_1x")
+
+
+@pytest.mark.parametrize("builder, section", [
+    ("build_mobilenet_v2_backbone", "MOBILENET_V2"),
+    ("build_efficientnet_lite_backbone", "EFFICIENTNET_LITE"),
+    ("build_vovnet_backbone", "VOVNET"),
+])
+def test_frozen_norm_trained_from_random_weights_warns_once_naming_the_key(
+        builder, section, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("rtinst"), "propagate", True)
+    key = f"MODEL.{section}.NORM"
+
+    def warnings(norm, weights="", training=True):
+        cfg = get_cfg()
+        cfg.MODEL.VOVNET.CONV_BODY = "V-19-slim-eSE"
+        cfg.MODEL.MOBILENET_V2.PRETRAINED = cfg.MODEL.EFFICIENTNET_LITE.PRETRAINED = False
+        cfg.MODEL[section].NORM = norm
+        cfg.MODEL.WEIGHTS = weights
+        backbone = BACKBONE_REGISTRY.get(builder)(cfg, ShapeSpec(channels=3)).train(training)
+        caplog.clear()
+        for _ in range(2):
+            backbone(torch.zeros(2, 3, 64, 64))
+        return [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and key in r.getMessage()]
+
+    bad = warnings("FrozenBN")
+    assert len(bad) == 1 and f"set {key} BN" in bad[0] and "MODEL.WEIGHTS empty" in bad[0]
+    assert not warnings("FrozenBN", training=False)  # run only: random weights are legitimate
+    assert not warnings("BN")
+    assert not warnings("GN")
+    assert not warnings("FrozenBN", weights="model_final.pth")
+
+
+def test_frozen_norm_on_pretrained_weights_does_not_warn(caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("rtinst"), "propagate", True)
+    backbone = MobileNetV2(norm="FrozenBN")
+    warn_frozen_norm_from_scratch(backbone, "FrozenBN", "MODEL.MOBILENET_V2.NORM", "",
+                                  pretrained=True)
+    backbone.train()(torch.zeros(1, 3, 32, 32))
+    assert not [r for r in caplog.records if "FrozenBN" in r.getMessage()]

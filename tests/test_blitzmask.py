@@ -2,8 +2,11 @@
 import numpy as np
 import pytest
 import torch
+import torch.multiprocessing as mp
+from torch import distributed as dist
 from torch import nn
 
+from blitzmask.lite_head import HeadOutputs
 from blitzmask.peaks import decode_boxes, extract_peaks
 from blitzmask.spanning_set import gather_coefficients, masks_to_image
 from detectron2.engine import DefaultPredictor
@@ -141,3 +144,78 @@ def test_a_few_iterations_on_the_embedded_data_make_every_loss_fall(tmp_path):
                                      "MODEL.BLITZMASK.HEAD_CHANNELS", "32",
                                      "SOLVER.LR_SCHEDULER_NAME", "WarmupMultiStepLR")
     assert not_falling == {}
+
+
+def _fixed_maps(batch_size, size=128, num_classes=3, num_bases=32, stride=4):
+    """Head outputs for a ``batch_size`` batch of ``size`` px images, seeded."""
+    generator = torch.Generator().manual_seed(0)
+    grid = size // stride
+    return HeadOutputs(*(torch.randn(batch_size, channels, grid, grid, generator=generator)
+                         for channels in (num_classes, 4, num_bases, num_bases)))
+
+
+@pytest.mark.parametrize("mask_crop, crop", [("box", True), ("none", False), ("loss", True)])
+def test_mask_crop_decides_whether_the_cross_entropy_sees_outside_the_box(mask_crop, crop):
+    """MODEL.BLITZMASK.MASK_CROP "box" or "loss": mask logits outside the object's box do not
+    change the cross-entropy; "none": they do (it is averaged over the whole map)."""
+    model = build_model(tiny_blitzmask_cfg("MODEL.BLITZMASK.MASK_CROP", mask_crop))
+    gt = [x["instances"] for x in batch_with_masks(([((8, 8, 40, 40), 0)],))]
+    maps = _fixed_maps(1)._replace(coefficients=torch.ones(1, 32, 32, 32))  # M = sum_k B^k
+    before = model.losses(maps, gt)["loss_mask_bce"]
+    maps.spanning_set[:, :, 16:, 16:] = 1.0  # M = 32 on the cells from 64 px on: far off the box
+    after = model.losses(maps, gt)["loss_mask_bce"]
+    assert (after == before) if crop else (after > before + 0.01)
+
+
+@pytest.mark.parametrize("mask_crop, crop", [("box", True), ("none", False), ("loss", False)])
+def test_mask_crop_at_inference_zeroes_the_mask_outside_the_predicted_box(mask_crop, crop):
+    model = build_model(tiny_blitzmask_cfg("MODEL.BLITZMASK.MASK_CROP", mask_crop)).eval()
+    heatmap = torch.full((3, 32, 32), -10.0)
+    heatmap[1, 5, 5] = 5.0  # one peak, at cell (5, 5): centre (22, 22) px
+    maps = HeadOutputs(heatmap, torch.full((4, 32, 32), 2.0),  # 8 px to each side
+                       torch.ones(32, 32, 32), torch.ones(32, 32, 32))  # M = 32 everywhere
+    boxes, _, _, masks = model.inference_tensors(maps, (128, 128), (128, 128))
+    assert boxes.tolist() == [[14.0, 14.0, 30.0, 30.0]]
+    assert masks[0].sum() == (16 * 16 if crop else 128 * 128)
+
+
+def _losses_worker(rank, world_size, store, result):
+    """One worker's BlitzMask losses on its share of a fixed batch (fixed head outputs: no
+    network, so no BatchNorm statistics), averaged over the workers on rank 0."""
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank,
+                            world_size=world_size)
+    model = build_model(tiny_blitzmask_cfg())
+    boxes = ([((8, 8, 80, 80), 1), ((4, 92, 44, 124), 2), ((90, 4, 110, 24), 0)],
+             [((20, 24, 60, 60), 2)], [((8, 10, 40, 30), 0), ((70, 70, 120, 110), 1)], [])
+    share = slice(rank * len(boxes) // world_size, (rank + 1) * len(boxes) // world_size)
+    maps = HeadOutputs(*(m[share] for m in _fixed_maps(len(boxes))))
+    losses = model.losses(maps, [x["instances"] for x in batch_with_masks(boxes[share])])
+    averaged = {}
+    for key, value in losses.items():
+        value = value.detach().clone()
+        dist.all_reduce(value)
+        averaged[key] = value / world_size
+    if rank == 0:
+        torch.save(averaged, result)
+    dist.destroy_process_group()
+
+
+@pytest.mark.ddp
+def test_two_workers_average_the_losses_of_one(tmp_path):
+    """The instance counts that normalise every loss are averaged over the workers, so the mean
+    of two workers' losses (what DDP's averaged gradients follow) is the one-worker loss, though
+    the halves of the batch hold 4 and 2 objects."""
+    results = {}
+    for world_size in (1, 2):
+        results[world_size] = tmp_path / f"losses_{world_size}.pt"
+        mp.spawn(_losses_worker, nprocs=world_size,
+                 args=(world_size, tmp_path / f"store_{world_size}", results[world_size]))
+    one, two = (torch.load(results[n], weights_only=True) for n in (1, 2))
+    assert sorted(one) == sorted(LOSSES)
+    for key in LOSSES:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def test_an_unknown_mask_crop_names_the_key_and_choices():
+    with pytest.raises(ValueError, match=r"MODEL\.BLITZMASK\.MASK_CROP must be one of box, none"):
+        build_model(tiny_blitzmask_cfg("MODEL.BLITZMASK.MASK_CROP", "boxes"))

@@ -29,7 +29,7 @@ from detectron2.modeling import BACKBONE_REGISTRY
 
 from ..layers import ConvNormAct
 from .fpn import build_fpn_with_top_levels
-from .pretrained import PackagedWeights, convert_norm
+from .pretrained import PackagedWeights, convert_norm, warn_frozen_norm_from_scratch
 from .staged import StagedBackbone
 
 __all__ = [
@@ -258,7 +258,7 @@ def build_efficientnet_lite_backbone(cfg, input_shape: ShapeSpec) -> EfficientNe
     if ecfg.PRETRAINED:
         path = pretrained_weights_path(ecfg.NAME)
         state_dict = load_pretrained_efficientnet_lite(path, ecfg.NAME)
-    return EfficientNetLite(
+    backbone = EfficientNetLite(
         name=ecfg.NAME,
         out_features=ecfg.OUT_FEATURES,
         norm=ecfg.NORM,
@@ -266,6 +266,9 @@ def build_efficientnet_lite_backbone(cfg, input_shape: ShapeSpec) -> EfficientNe
         drop_connect_rate=ecfg.DROP_CONNECT_RATE,
         pretrained_state_dict=state_dict,
     )
+    warn_frozen_norm_from_scratch(backbone, ecfg.NORM, "MODEL.EFFICIENTNET_LITE.NORM",
+                                  cfg.MODEL.WEIGHTS, ecfg.PRETRAINED)
+    return backbone
 
 
 @BACKBONE_REGISTRY.register()

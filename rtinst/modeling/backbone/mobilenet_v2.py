@@ -17,7 +17,7 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
 
 from .fpn import build_fpn_with_top_levels, build_rcnn_fpn
-from .pretrained import PackagedWeights, convert_norm
+from .pretrained import PackagedWeights, convert_norm, warn_frozen_norm_from_scratch
 from .staged import StagedBackbone
 
 __all__ = [
@@ -105,12 +105,15 @@ def build_mobilenet_v2_backbone(cfg, input_shape: ShapeSpec) -> MobileNetV2:
     state_dict = None
     if mcfg.PRETRAINED:
         state_dict = load_pretrained_mobilenet_v2(pretrained_weights_path())
-    return MobileNetV2(
+    backbone = MobileNetV2(
         out_features=mcfg.OUT_FEATURES,
         norm=mcfg.NORM,
         freeze_at=mcfg.FREEZE_AT,
         pretrained_state_dict=state_dict,
     )
+    warn_frozen_norm_from_scratch(backbone, mcfg.NORM, "MODEL.MOBILENET_V2.NORM",
+                                  cfg.MODEL.WEIGHTS, mcfg.PRETRAINED)
+    return backbone
 
 
 @BACKBONE_REGISTRY.register()

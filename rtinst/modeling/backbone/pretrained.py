@@ -1,8 +1,10 @@
 """What the mobile backbones share: ImageNet checkpoints shipped inside registry packages (found
 without importing the package, sha256-checked, loaded without executing code) and the
-replacement of their BatchNorm layers by the configured normalisation."""
+replacement of their BatchNorm layers by the configured normalisation, and the warning when that
+normalisation is frozen in a backbone trained from random weights."""
 import hashlib
 import importlib.util
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +14,8 @@ from torch import nn
 
 from detectron2.layers import FrozenBatchNorm2d
 
-__all__ = ["NORMS", "PackagedWeights", "convert_norm", "group_norm"]
+__all__ = ["NORMS", "PackagedWeights", "convert_norm", "group_norm",
+           "warn_frozen_norm_from_scratch"]
 
 NORMS = ("FrozenBN", "BN", "SyncBN", "GN")
 
@@ -85,3 +88,24 @@ def convert_norm(module: nn.Module, norm: str, config_key: str) -> nn.Module:
     if norm == "GN":
         return _replace_batchnorm(module, group_norm)
     raise ValueError(f"{config_key} must be one of {', '.join(NORMS)}, got {norm!r}")
+
+
+def warn_frozen_norm_from_scratch(backbone: nn.Module, norm: str, config_key: str,
+                                  weights: str, pretrained: bool = False) -> None:
+    """Logs a warning naming ``config_key`` when ``backbone`` is first run in training mode with
+    ``norm`` "FrozenBN" although it starts from random weights (no ImageNet ``pretrained``
+    weights, empty ``weights``, i.e. MODEL.WEIGHTS): FrozenBatchNorm2d holds the identity
+    statistics of a fresh BatchNorm and never learns. Not at build time: models built with
+    random weights only to be run (tests, latency benchmarks) are legitimate."""
+    if norm != "FrozenBN" or pretrained or weights:
+        return
+    message = (f"{config_key} is FrozenBN but the backbone starts from random weights "
+               "(MODEL.WEIGHTS empty, no pretrained weights): its normalisation cannot learn; "
+               f"set {config_key} BN (or GN)")
+
+    def warn_once(module, inputs):
+        if module.training:
+            logging.getLogger(__name__).warning(message)
+            handle.remove()
+
+    handle = backbone.register_forward_pre_hook(warn_once)

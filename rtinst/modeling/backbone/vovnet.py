@@ -39,7 +39,7 @@ from detectron2.layers import get_norm
 from detectron2.modeling import BACKBONE_REGISTRY
 
 from .fpn import build_fpn_with_top_levels, build_rcnn_fpn
-from .pretrained import NORMS, group_norm
+from .pretrained import NORMS, group_norm, warn_frozen_norm_from_scratch
 from .staged import StagedBackbone
 
 __all__ = [
@@ -235,13 +235,15 @@ class VoVNet(StagedBackbone):
 def build_vovnet_backbone(cfg, input_shape):
     """VoVNet from ``MODEL.VOVNET.*`` and ``MODEL.BACKBONE.FREEZE_AT``."""
     vcfg = cfg.MODEL.VOVNET
-    return VoVNet(
+    backbone = VoVNet(
         vovnet_spec(vcfg.CONV_BODY),
         out_features=vcfg.OUT_FEATURES,
         norm=vcfg.NORM,
         freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT,
         in_channels=input_shape.channels,
     )
+    warn_frozen_norm_from_scratch(backbone, vcfg.NORM, "MODEL.VOVNET.NORM", cfg.MODEL.WEIGHTS)
+    return backbone
 
 
 @BACKBONE_REGISTRY.register()
