@@ -460,3 +460,13 @@ def test_the_validation_split_is_required_and_never_the_test_split():
     with pytest.raises(ConfigError, match=r"SOLVER.LOOK_FORWARD.VAL_DATASET 'test_set' is in "
                                           r"DATASETS.TEST \('test_set',\): refusing to tune"):
         Trainer.build_lr_scheduler(cfg, optimizer)
+
+
+def test_adamw_is_refused_naming_the_optimizer_key():
+    cfg = _cfg()
+    cfg.SOLVER.LR_SCHEDULER_NAME = "LookForward"
+    cfg.SOLVER.OPTIMIZER = "ADAMW"
+    optimizer = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=0.02)
+    with pytest.raises(ConfigError, match="SOLVER.OPTIMIZER: the LookForward schedule tunes "
+                                          "SGD's LR and momentum, not 'ADAMW'"):
+        Trainer.build_lr_scheduler(cfg, optimizer)

@@ -148,7 +148,6 @@ DEFAULT_FPS = 25.0
 TRACK_COLOURS = colormap(rgb=True, maximum=1)
 
 
-
 class UnreadableInput(DemoError):
     """An input that cannot be read at all (an image, a video that does not open or decode, a
     camera, a stream): reported, and the run goes on with the next input."""

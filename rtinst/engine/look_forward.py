@@ -115,7 +115,12 @@ class LookForwardParams:
 def build_look_forward_scheduler(cfg, optimizer):
     """The ``LookForwardScheduler`` of ``SOLVER.LR_SCHEDULER_NAME "LookForward"`` (rtinst
     registers it), starting at ``START_LR_FACTOR``; a ``ConfigError`` naming the key for a bad
-    ``SOLVER.LOOK_FORWARD`` setting. ``Trainer.build_hooks`` adds its ``LookForwardHook``."""
+    ``SOLVER.LOOK_FORWARD`` setting or an optimizer without momentum (it tunes SGD's).
+    ``Trainer.build_hooks`` adds its ``LookForwardHook``."""
+    if cfg.SOLVER.OPTIMIZER != "SGD":
+        raise ConfigError(f"SOLVER.OPTIMIZER: the LookForward schedule tunes SGD's LR and "
+                          f"momentum, not {cfg.SOLVER.OPTIMIZER!r}'s: use SOLVER.OPTIMIZER SGD or "
+                          "another SOLVER.LR_SCHEDULER_NAME")
     params = LookForwardParams.from_config(cfg)
     return LookForwardScheduler(optimizer, params.start_lr_factor, cfg.SOLVER.MOMENTUM)
 
