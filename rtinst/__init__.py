@@ -23,7 +23,7 @@ from .data.video_mapper import build_video_clip_mapper
 from .evaluation import build_coco_evaluator, build_ytvis_evaluator
 from .engine.look_forward import SCHEDULER_NAME as LOOK_FORWARD, build_look_forward_scheduler
 from .solver import build_detectron2_lr_scheduler
-from .video import MaskIoUHungarian, OnlineTracker
+from .video import MaskIoU, OnlineTracker
 
 __all__ = ["CheckpointError", "ConfigError", "DatasetError", "DemoError", "MethodError",
            "RtinstError", "TrainingInterrupted", "UnknownModelFamily", "add_rtinst_config",
@@ -39,7 +39,7 @@ register_method(
                      "VideoClipMapper": build_video_clip_mapper},
     train_samplers={"TrainingSampler": shuffled_epochs,
                     "RepeatFactorTrainingSampler": repeat_factor_epochs},
-    track_associations={"MaskIoUHungarian": MaskIoUHungarian},
+    track_associations={"MaskIoU": MaskIoU},
     lr_schedulers={"WarmupMultiStepLR": build_detectron2_lr_scheduler,
                    "WarmupCosineLR": build_detectron2_lr_scheduler,
                    LOOK_FORWARD: build_look_forward_scheduler},

@@ -138,12 +138,22 @@ def add_video_config(cfg):
     # the keys below; built in: "OnlineTracker"
     cfg.MODEL.TRACKER.NAME = "OnlineTracker"
     # the association, a name a method registered (rtinst.register_method(
-    # track_associations=...)); built in: "MaskIoUHungarian"
-    cfg.MODEL.TRACKER.ASSOCIATION = "MaskIoUHungarian"
-    cfg.MODEL.TRACKER.SCORE_THRESH = 0.05  # detections below are not tracked
-    # an unmatched detection from this score opens a track (shapes videos, BlendMask: video AP
-    # 12.0 / IDF1 40.4 vs 10.2 / 32.3 at 0.2)
+    # track_associations=...)); built in: "MaskIoU". Every default below: docs/tracking.md
+    # (chosen on the shapes_video_train videos, benchmarks/tracker_sweep_*.json)
+    cfg.MODEL.TRACKER.ASSOCIATION = "MaskIoU"
+    # "hungarian" (minimum total cost) or "greedy" (cheapest pair first)
+    cfg.MODEL.TRACKER.MATCHING = "greedy"
+    # "velocity": a track's region is predicted moved by its box centre's velocity; "none"
+    cfg.MODEL.TRACKER.MOTION = "velocity"
+    cfg.MODEL.TRACKER.SCORE_THRESH = 0.25  # detections below are not tracked
+    # detections from this score are matched to every track first (ByteTrack's high tier); the
+    # others only continue a track seen in the last frame, overlapping it LOW_MIN_IOU or more
+    cfg.MODEL.TRACKER.HIGH_SCORE_THRESH = 0.4
+    cfg.MODEL.TRACKER.LOW_MIN_IOU = 0.5
+    # a high detection matching no track opens one from this score ...
     cfg.MODEL.TRACKER.BIRTH_SCORE_THRESH = 0.4
+    # ... tentative until matched in this many frames in a row (1: confirmed at once)
+    cfg.MODEL.TRACKER.CONFIRM_FRAMES = 2
     cfg.MODEL.TRACKER.MIN_IOU = 0.1  # a detection and a track overlapping less never match ...
     # ... unless, among those left, their box centres are closer than this many box sizes (the
     # larger box's sqrt(area)); 0: IoU only
@@ -153,11 +163,22 @@ def add_video_config(cfg):
     cfg.MODEL.TRACKER.CLASS_MISMATCH_COST = 0.5
     # a detection overlapping a higher-scoring one of its frame this much (mask IoU) is the same
     # object (as another class, or a part of it): not tracked, its class and score become a
-    # class hypothesis of the other's track (video results: a track's best 3 hypotheses)
-    cfg.MODEL.TRACKER.DUPLICATE_IOU = 0.5
-    cfg.MODEL.TRACKER.MAX_MISSED_FRAMES = 5  # a track unmatched for more frames ends
-    # identity metrics (IDF1, ID switches, HOTA) count the tracks scoring at least this (their
-    # mean detection score)
+    # class hypothesis of the other's track
+    cfg.MODEL.TRACKER.DUPLICATE_IOU = 0.2
+    # a track unmatched for more frames ends; until then it is lost and may be found again
+    cfg.MODEL.TRACKER.MAX_LOST_FRAMES = 8
+    # a track overlapping a lost one more than this is the same object: the older one keeps it
+    # (1.0: never)
+    cfg.MODEL.TRACKER.MERGE_IOU = 0.85
+    # video results: a track's class is the one of highest summed score over its frames, its
+    # score the mean of its detections' scores; this many classes per track are output (the
+    # others scored by their mean score over the track's frames)
+    cfg.MODEL.TRACKER.CLASS_HYPOTHESES = 1
+    # ... and times (frames with the track / the video's frames) to this power (0: the mean
+    # alone; 1: the scores summed over the video: short tracks and fragments rank lower)
+    cfg.MODEL.TRACKER.TRACK_SCORE_LENGTH_POWER = 0.5
+    # identity metrics (IDF1, ID switches, HOTA) count the tracks (each once, its best class)
+    # scoring at least this; the evaluation log says how many of how many
     cfg.TEST.VIDEO_ID_SCORE_THRESH = 0.3
     # rtinst's Predictor runs a copy of the model with the BatchNorms folded into their
     # convolutions, channels-last weights and the wide 3x3 convolutions by Winograd's F(4x4, 3x3)

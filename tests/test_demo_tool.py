@@ -274,3 +274,20 @@ def test_track_skips_an_unreadable_frame_and_goes_on_after_a_broken_video(tmp_pa
     assert result.stderr.strip().splitlines()[-1] == (
         f"demo.py: error: 1 of 3 inputs could not be read: {broken}")
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_track_says_why_no_track_came_out(tmp_path):
+    """--track with every detection below MODEL.TRACKER.SCORE_THRESH: 0 tracks, and the log says
+    which keys were in force and what each tracker rule removed."""
+    video = _video(tmp_path / "clip.mp4", frames=3)
+    result = run_demo([video], tmp_path / "out", "--track",
+                      opts=("MODEL.TRACKER.SCORE_THRESH", "1.1"))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"; 0 tracks$", result.stdout, re.M), result.stdout
+    assert "0 tracks in 1 videos. The tracker's keys in force:" in result.stderr
+    assert "SCORE_THRESH 1.1" in result.stderr
+    given = re.search(r"^\s+(\d+) detections given to the tracker$", result.stderr, re.M)
+    assert given and int(given.group(1)) > 0, result.stderr
+    assert re.search(rf"^\s+{given.group(1)} below MODEL.TRACKER.SCORE_THRESH$", result.stderr,
+                     re.M), result.stderr

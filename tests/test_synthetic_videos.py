@@ -1,6 +1,6 @@
 """The generated moving-shapes videos: determinism, prefixes, YouTube-VIS annotations that agree
 with the rendering, identities kept through crossings, objects entering and leaving, camera
-motion and lighting, atomic generation."""
+motion and lighting, the hard split's crowds, returns and flicker, atomic generation."""
 import dataclasses
 import os
 import re
@@ -14,7 +14,7 @@ from pycocotools import mask as mask_util
 from rtinst.data import synthetic_shapes as shapes
 from rtinst.data import synthetic_videos as videos
 
-SMALL = videos.VideoShapesParams(train_videos=3, val_videos=2, frames=8)
+SMALL = videos.VideoShapesParams(train_videos=3, val_videos=2, hard_val_videos=2, frames=8)
 DEFAULT = videos.VideoShapesParams()
 DEFAULT_VIDEOS = 6  # the first videos of the default train split, checked for their properties
 
@@ -100,7 +100,7 @@ def test_annotations_agree_with_the_rendering(small_dataset, split):
         assert SMALL.min_side <= min(height, width) <= max(height, width) <= SMALL.max_side
         assert video["file_names"] == [f"{index:06d}/{t:05d}.jpg" for t in range(SMALL.frames)]
         assert length == SMALL.frames
-        sample = videos.render_video(seed, index, SMALL)
+        sample = videos.render_video(seed, index, SMALL, hard=split == "hard_val")
         for name, rendered in zip(video["file_names"], sample.frames):
             path = os.path.join(small_dataset, split, name)
             assert cv2.imread(path).shape == (height, width, 3) == rendered.shape
@@ -197,6 +197,28 @@ def test_default_videos_move_enter_leave_and_hide(default_samples):
                     assert np.count_nonzero(a & b) / np.count_nonzero(a | b) > 0.25
     assert entering > 0 and leaving > 0 and hidden > 0
     assert sum(len(s.crossings) > 0 for s in default_samples) >= DEFAULT_VIDEOS // 2
+
+
+def test_hard_videos_crowd_cross_return_and_flicker():
+    """The hard split: 4-7 shapes, crossings in every video, shapes leaving through a border and
+    coming back (seen, unseen, seen again), shapes faint in some frames but still annotated;
+    the default splits' videos are the same as before the hard split existed (no flicker)."""
+    samples = [videos.render_video(DEFAULT.hard_val_seed, i, DEFAULT, hard=True)
+               for i in range(4)]
+    assert all(videos.HARD_OBJECTS[0] <= len(s.objects) <= videos.HARD_OBJECTS[1]
+               for s in samples)
+    assert all(len(s.crossings) >= 1 for s in samples)
+    assert sum(len(s.crossings) for s in samples) > len(samples)
+    returned = faint = 0
+    for obj in (o for s in samples for o in s.objects):
+        seen = np.flatnonzero(obj.visible)
+        returned += obj.role == "return" and np.diff(seen).max(initial=1) > 1
+        dim = (obj.opacity < 1) & obj.visible
+        faint += int(dim.sum())
+        assert (obj.opacity[dim] <= videos.FLICKER_OPACITY[1]).all()
+    assert returned >= 1 and faint >= 3
+    default = videos.render_video(DEFAULT.val_seed, 0, DEFAULT)
+    assert all((o.opacity == 1).all() for o in default.objects)
 
 
 def test_camera_pans_and_lighting_changes(default_samples):

@@ -178,7 +178,8 @@ def test_standard_split_missing_names_the_path(tmp_path, monkeypatch):
 
 def test_generated_videos_load_like_a_users(tmp_path, registered):
     """The moving-shapes generator's YouTube-VIS file goes through the user's path."""
-    params = synthetic_videos.VideoShapesParams(train_videos=1, val_videos=2, frames=4)
+    params = synthetic_videos.VideoShapesParams(train_videos=1, val_videos=2, hard_val_videos=1,
+                                                frames=4)
     root = synthetic_videos.generate_video_dataset(str(tmp_path), params)
     name = registered("generated_videos", f"{root}/annotations/val.json", f"{root}/val")
     videos = DatasetCatalog.get(name)

@@ -117,6 +117,7 @@ def register(tmp_path):
 def model_output(results):
     """The results (official format) as the evaluator's inputs / outputs of video 1."""
     tracks = [{"category_id": CATEGORY_MAP[r["category_id"]], "score": r["score"],
+               "hypothesis": r.get("hypothesis", 0),
                "segmentations": [None if s is None else dict(s, counts=s["counts"].encode())
                                  for s in r["segmentations"]]} for r in results]
     return [{"video_id": 1, "length": 3}], [{"tracks": tracks}]
@@ -225,6 +226,33 @@ def test_evaluator_writes_official_results_that_round_trip(register, tmp_path):
                for r in written for s in r["segmentations"] if s is not None)
     assert written == HAND_CASE + [dog]
     assert compute_segm_metrics(GT, written) == pytest.approx(scores["segm"], nan_ok=True)
+
+
+def test_identity_metrics_count_each_track_once_and_say_so(register, tmp_path, caplog):
+    """A track's second class hypothesis counts for AP but not for the identity metrics (it
+    would be a second, duplicate track on A: IDF1 below 100); the log says which tracks count,
+    and warns when none does."""
+    name = register(GT)
+    perfect = [result([A, A, A], 0.9), result([B, B, B], 0.9)]
+    second_class = dict(result([A, A, A], 0.6, category_id=9), hypothesis=1)
+    evaluator = YTVISEvaluator(name, output_dir=str(tmp_path), id_score_threshold=0.5)
+    evaluator.reset()
+    with caplog.at_level("INFO", logger="rtinst.evaluation.ytvis_evaluation"):
+        evaluator.process(*model_output(perfect + [second_class]))
+        scores = evaluator.evaluate()
+    assert scores["tracking"]["IDF1"] == pytest.approx(100.0)
+    assert compute_identity_metrics(GT, perfect + [second_class])["IDF1"] < 100
+    assert "count 2 of the 3 result tracks" in caplog.text
+    assert "1 class hypotheses left out" in caplog.text
+    assert "hypothesis" not in json.loads((tmp_path / "results.json").read_text())[2]
+    caplog.clear()
+    evaluator = YTVISEvaluator(name, id_score_threshold=0.95)
+    evaluator.reset()
+    with caplog.at_level("INFO", logger="rtinst.evaluation.ytvis_evaluation"):
+        evaluator.process(*model_output(perfect))
+        assert evaluator.evaluate()["tracking"]["IDF1"] == 0
+    (record,) = [r for r in caplog.records if "identity metrics" in r.getMessage()]
+    assert record.levelname == "WARNING" and "TEST.VIDEO_ID_SCORE_THRESH" in record.getMessage()
 
 
 def test_unannotated_split_writes_results_and_scores_nothing(register, tmp_path):

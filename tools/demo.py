@@ -129,6 +129,7 @@ from rtinst.benchmark.inputs import IMAGE_EXTENSIONS, list_images  # noqa: E402
 from rtinst.data import register_from_spec  # noqa: E402
 from rtinst.engine import Predictor, VideoPredictor, load_config  # noqa: E402
 from rtinst.errors import DemoError, RtinstError  # noqa: E402
+from rtinst.video.inference import log_tracking  # noqa: E402
 
 import cv2  # noqa: E402
 import torch  # noqa: E402
@@ -508,10 +509,23 @@ def run_on_video(predictor, metadata, counter, source, target, threshold, max_fr
     line = counter.line(counts, frames=done)
     if tracker is not None:
         line += f"; {len(track_ids)} track{'' if len(track_ids) == 1 else 's'}"
+        if not track_ids:
+            explain_no_tracks(tracker, threshold, describe(source.location))
     if skipped:
         line += f"; {len(skipped)} unreadable frame{'' if len(skipped) == 1 else 's'} skipped"
     tqdm.tqdm.write(f"{describe(source.location)}: {line}")
     logger.info(f"wrote {target}")
+
+
+def explain_no_tracks(video_predictor, threshold, name):
+    """Says why a video got no track drawn: the tracker's tracks all scoring below
+    --confidence-threshold, or what each of the tracker's rules removed and its keys."""
+    counts = collections.Counter(getattr(video_predictor.tracker, "counts", {}), videos=1)
+    if counts["tracks"]:
+        logger.warning(f"{name}: the tracker made {counts['tracks']} tracks, but no detection "
+                       f"of theirs scored --confidence-threshold {threshold}")
+    else:
+        log_tracking(video_predictor.cfg, name, counts, logger)
 
 
 def report_unreadable(source, error, failed):

@@ -8,12 +8,16 @@ ASSOCIATION = "association"
 
 
 def tracking_cfg(cfg):
-    """``cfg`` with the tracker taking every detection (thresholds 0), so that the association
-    works on all K detections of a frame, as the image path returns them."""
+    """``cfg`` with the tracker taking every detection (thresholds 0, one tier, tracks
+    confirmed at birth), so that the association works on all K detections of a frame, as the
+    image path returns them; it returns them less the duplicates it merges
+    (``MODEL.TRACKER.DUPLICATE_IOU``, whose cost is part of the association's)."""
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.TRACKER.SCORE_THRESH = 0.0
+    cfg.MODEL.TRACKER.HIGH_SCORE_THRESH = 0.0
     cfg.MODEL.TRACKER.BIRTH_SCORE_THRESH = 0.0
+    cfg.MODEL.TRACKER.CONFIRM_FRAMES = 1
     return cfg
 
 

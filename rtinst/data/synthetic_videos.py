@@ -24,12 +24,18 @@ between two frames it is visible in. An object counts as visible in a frame wher
 ``MIN_VISIBLE_AREA`` pixels and ``MIN_VISIBLE_FRACTION`` of its (unclipped) area show; there its
 visible mask is annotated, elsewhere the annotation is null. Visible masks of a frame are disjoint.
 
+The ``hard_val`` split stresses what a tracker must get right: more shapes (``HARD_OBJECTS``),
+up to three crossing pairs per video, shapes that leave the frame and come back (role "return":
+a parabolic path turning just outside a border), and shapes that *flicker*: painted faint
+(``FLICKER_OPACITY`` over the background) in some frames, so that a detector's score for them
+dips and recovers (they stay annotated there).
+
 Video ``i`` of a split is a pure function of (split seed, ``i``, ``VideoShapesParams``): a smaller
 split is a prefix of a larger one with the same seed. ``generate_video_dataset`` writes
 
     <cache_dir>/datasets/shapes-video-v<VERSION>-<hash of the params>/
-        annotations/{train,val}.json      YouTube-VIS 2019 / 2021 format, RLE masks
-        {train,val}/000000/00000.jpg ...  one folder of frames per video
+        annotations/{train,val,hard_val}.json      YouTube-VIS 2019 / 2021 format, RLE masks
+        {train,val,hard_val}/000000/00000.jpg ...  one folder of frames per video
 
 atomically, as ``synthetic_shapes.generate_dataset`` does. The hash covers the params and the
 images' ``synthetic_shapes.VERSION`` (the rendering functions shared with them).
@@ -68,7 +74,7 @@ __all__ = ["CLASSES", "FPS", "SPLITS", "VERSION", "VideoObject", "VideoSample", 
            "generate_video_dataset", "render_video", "track_annotation", "video_dataset_dir"]
 
 VERSION = 1  # bump whenever a change to this file changes the generated data
-SPLITS = ("train", "val")
+SPLITS = ("train", "val", "hard_val")
 FPS = 10  # the rate the frames are meant to be played at
 
 RADIUS_RANGE = (0.06, 0.28)  # circumradius (log-uniform), relative to the frame's shorter side
@@ -93,6 +99,13 @@ BRIGHTNESS_RANGE = (-25.0, 25.0)  # added to 0-255 values, at the start and at t
 CONTRAST_RANGE = (0.8, 1.2)  # factor about mid-grey
 GAIN_RANGE = (0.9, 1.1)  # per colour channel
 NOISE_RANGE = (2, 12)  # amplitude of the per-frame sensor noise, as the images have
+HARD_OBJECTS = (4, 7)  # shapes per video of the hard split
+HARD_CROSSING_PAIRS = (1, 3)
+HARD_ROLES = ("free", "enter", "leave", "return")
+RETURN_HIDDEN_FRAMES = (1, 3)  # how long a returning shape's centre is out of the frame
+FLICKER_PROBABILITY = 0.4  # of a shape of the hard split flickering
+FLICKER_FRAME_RATE = 0.25  # of its frames being faint
+FLICKER_OPACITY = (0.25, 0.45)
 
 
 @dataclass(frozen=True)
@@ -101,9 +114,11 @@ class VideoShapesParams:
 
     train_videos: int = 48
     val_videos: int = 12
+    hard_val_videos: int = 8
     frames: int = 24  # per video, played at FPS
     train_seed: int = 11
     val_seed: int = 12
+    hard_val_seed: int = 13
     min_side: int = 192  # frame size, each side drawn in [min_side, max_side] per video
     max_side: int = 320
     min_objects: int = 2
@@ -142,9 +157,10 @@ class _Motion:
 @dataclass
 class VideoObject:
     """One shape of a video: its class (index into ``CLASSES``), its role ("free", "enter",
-    "leave" or "cross"), its state per frame (``centers`` (T, 2) as (x, y), ``radii`` (T,):
-    circumradius, ``angles`` (T,)), its full, unoccluded masks per frame (bool H x W, clipped to
-    the frame) and its visible masks: the annotated ones, None where it is not visible."""
+    "leave", "return" or "cross"), its state per frame (``centers`` (T, 2) as (x, y), ``radii``
+    (T,): circumradius, ``angles`` (T,)), its full, unoccluded masks per frame (bool H x W,
+    clipped to the frame), its visible masks: the annotated ones, None where it is not visible,
+    and its opacity per frame (1 but where it flickers)."""
 
     class_index: int
     role: str
@@ -153,6 +169,7 @@ class VideoObject:
     angles: np.ndarray
     full_masks: list
     masks: list
+    opacity: np.ndarray = None
 
     @property
     def visible(self):
@@ -237,6 +254,25 @@ def _border_motion(rng, height, width, frames, entering):
     return _Motion(**look, t_ref=float(max(t_ref, 0)), position=position, **path)
 
 
+def _returning_motion(rng, height, width, frames):
+    """A shape that leaves the frame through a border and comes back: a parabolic path whose
+    turning point, at a time in the middle half of the video, is just outside that border."""
+    look = _random_look(rng, height, width, frames)
+    r = look["radius"]
+    side = int(rng.integers(4))  # left, top, right, bottom
+    inward = _unit_vector(side * np.pi / 2)  # into the frame through that side
+    along = rng.uniform(0.2, 0.8)
+    position = [(-r - 1, along * height), (along * width, -r - 1),
+                (width + r + 1, along * height), (along * width, height + r + 1)][side]
+    hidden = rng.uniform(*RETURN_HIDDEN_FRAMES)
+    # back in view (the centre 0.5 r inside the border) `hidden` frames from the turn
+    acceleration = 2 * (1.5 * r + 1) / hidden**2 * inward
+    tangential = r * rng.uniform(*SPEED_RANGE) * _unit_vector(side * np.pi / 2 + np.pi / 2)
+    t_ref = float(rng.uniform(0.25, 0.75) * (frames - 1))
+    return _Motion(**look, t_ref=t_ref, position=position, velocity=tuple(tangential),
+                   acceleration=tuple(acceleration))
+
+
 def _crossing_motions(rng, height, width, frames):
     """Two shapes meeting at one point at one time, coming from roughly opposite sides; the
     second (in front) often much the larger. Returns them and the time they meet."""
@@ -307,13 +343,17 @@ def _acceptable(visibility, crossings):
     return True
 
 
-def _place_objects(rng, height, width, frames, count):
-    """Up to ``count`` planned objects, back to front, their visibility and their crossings."""
-    pairs = 0
-    if count >= 2 and rng.random() < CROSSING_PROBABILITY:
+def _place_objects(rng, height, width, frames, count, hard=False):
+    """Up to ``count`` planned objects, back to front, their visibility and their crossings
+    (``hard``: the hard split's crossings and roles)."""
+    pairs, roles = 0, ROLES
+    if hard:
+        pairs, roles = min(count // 2, int(rng.integers(*HARD_CROSSING_PAIRS, endpoint=True))), \
+            HARD_ROLES
+    elif count >= 2 and rng.random() < CROSSING_PROBABILITY:
         pairs = 1 + int(count >= 4 and rng.random() < SECOND_CROSSING_PROBABILITY)
-    singles = rng.integers(len(ROLES), size=count - 2 * pairs)
-    groups = ["cross"] * pairs + [ROLES[i] for i in singles]
+    singles = rng.integers(len(roles), size=count - 2 * pairs)
+    groups = ["cross"] * pairs + [roles[i] for i in singles]
     planned, crossings, visibility = [], [], None
     for kind in (groups[i] for i in rng.permutation(len(groups))):
         for _ in range(PLACEMENT_TRIES):
@@ -324,6 +364,8 @@ def _place_objects(rng, height, width, frames, count):
             else:
                 if kind == "free":
                     motion = _free_motion(rng, height, width, frames)
+                elif kind == "return":
+                    motion = _returning_motion(rng, height, width, frames)
                 else:
                     motion = _border_motion(rng, height, width, frames, kind == "enter")
                 new, new_crossings = [_plan(motion, kind, height, width, frames)], []
@@ -364,8 +406,9 @@ def _shape_texture(rng, background, radii, centers, camera, seen):
     return _texture(rng, base, side, side).astype(np.float32)
 
 
-def _paint(frame, texture, full, center, radius, angle, largest):
-    """Draws the shape's ``full`` mask, textured, into ``frame``."""
+def _paint(frame, texture, full, center, radius, angle, largest, opacity=1.0):
+    """Draws the shape's ``full`` mask, textured, into ``frame`` (blended over it at
+    ``opacity``)."""
     x, y, w, h = _bounding_box(full)
     if w == 0 or h == 0:
         return
@@ -376,11 +419,22 @@ def _paint(frame, texture, full, center, radius, angle, largest):
     warped = cv2.warpAffine(texture, np.hstack([linear, shift[:, None]]), (w, h),
                             flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     region = full[y : y + h, x : x + w]
-    frame[y : y + h, x : x + w][region] = np.clip(warped[region], 0, 255).astype(np.uint8)
+    under = frame[y : y + h, x : x + w][region].astype(np.float32)
+    painted = opacity * warped[region] + (1 - opacity) * under
+    frame[y : y + h, x : x + w][region] = np.clip(painted, 0, 255).astype(np.uint8)
 
 
-def render_video(seed, index, params=VideoShapesParams()):
-    """Video ``index`` of the split with ``seed``."""
+def _flicker(rng, frames):
+    """(T,) a hard-split shape's opacity: 1, but faint in some frames if it flickers."""
+    opacity = np.ones(frames)
+    if rng.random() < FLICKER_PROBABILITY:
+        faint = rng.random(frames) < FLICKER_FRAME_RATE
+        opacity[faint] = rng.uniform(*FLICKER_OPACITY, int(faint.sum()))
+    return opacity
+
+
+def render_video(seed, index, params=VideoShapesParams(), hard=False):
+    """Video ``index`` of the split with ``seed`` (``hard``: in the hard split's style)."""
     rng = _rng(seed, index)
     frames = params.frames
     height, width = (int(s) for s in rng.integers(params.min_side, params.max_side + 1, 2))
@@ -389,8 +443,9 @@ def render_video(seed, index, params=VideoShapesParams()):
     background = _background(rng, height + int(extent[1]), width + int(extent[0]))
     contrast, brightness, gain = _lighting(rng, frames)
     noise_amplitude = rng.uniform(*NOISE_RANGE)
-    count = int(rng.integers(params.min_objects, params.max_objects + 1))
-    planned, visibility, crossings = _place_objects(rng, height, width, frames, count)
+    count = int(rng.integers(*(HARD_OBJECTS if hard else
+                               (params.min_objects, params.max_objects)), endpoint=True))
+    planned, visibility, crossings = _place_objects(rng, height, width, frames, count, hard)
 
     objects, textures = [], []
     for plan, (visible, seen) in zip(planned, visibility):
@@ -399,6 +454,7 @@ def render_video(seed, index, params=VideoShapesParams()):
         objects.append(VideoObject(
             plan.motion.class_index, plan.role, centers, radii, angles, list(plan.full),
             [v if s else None for v, s in zip(visible, seen)],
+            _flicker(rng, frames) if hard else np.ones(frames),
         ))
     rendered = []
     for t in range(frames):
@@ -406,7 +462,7 @@ def render_video(seed, index, params=VideoShapesParams()):
         frame = background[y : y + height, x : x + width].copy()
         for obj, texture in zip(objects, textures):
             _paint(frame, texture, obj.full_masks[t], obj.centers[t], obj.radii[t], obj.angles[t],
-                   obj.radii.max())
+                   obj.radii.max(), obj.opacity[t])
         offset = np.float32((1 - contrast[t]) * 128 + brightness[t] + 0.5)  # + 0.5: rounds
         lit = frame.astype(np.float32) * (gain[t] * np.float32(contrast[t])) + offset
         frame = np.clip(lit, 0, 255).astype(np.uint8)
@@ -438,7 +494,7 @@ def _write_split(root, split, params):
     os.makedirs(os.path.join(root, split))
     videos, annotations = [], []
     for index in tqdm(range(size), desc=f"shape videos {split}", unit="video", leave=False):
-        sample = render_video(seed, index, params)
+        sample = render_video(seed, index, params, hard=split == "hard_val")
         name = f"{index:06d}"
         os.mkdir(os.path.join(root, split, name))
         file_names = [f"{name}/{t:05d}.jpg" for t in range(len(sample.frames))]

@@ -15,8 +15,9 @@ they read an image's annotations. ``<name>_frames`` is registered beside every v
 frames as image records (COCO-style ``segmentation`` / ``bbox`` per object), for image methods to
 train and be evaluated on.
 
-``shapes_video_train`` / ``shapes_video_val`` are the embedded moving-shapes videos, generated on
-first use into the cache dir (as the shapes images). The standard splits (``ytvis_2019_train`` ... ``ovis_val``) resolve under
+``shapes_video_train`` / ``shapes_video_val`` / ``shapes_video_hard_val`` (crowded crossings,
+shapes leaving and coming back, flickering shapes) are the embedded moving-shapes videos,
+generated on first use into the cache dir (as the shapes images). The standard splits (``ytvis_2019_train`` ... ``ovis_val``) resolve under
 ``$DETECTRON2_DATASETS`` (default ``datasets/``), as Detectron2's COCO splits do; users' own
 come from ``register_video_from_spec("name=annotations.json,frames_dir")``
 (``--video-dataset`` of ``train_net.py``) or ``DATASETS.REGISTER_VIDEO``. Loading validates:
@@ -281,8 +282,9 @@ def _shapes_video_files(split):
 
 
 def register_shapes_videos():
-    """``shapes_video_train`` / ``shapes_video_val``: the moving-shapes videos
-    (``synthetic_videos.py``), generated into the cache dir on first load."""
+    """``shapes_video_train`` / ``shapes_video_val`` / ``shapes_video_hard_val``: the
+    moving-shapes videos (``synthetic_videos.py``), generated into the cache dir on first
+    load."""
     colors = MetadataCatalog.get("shapes_train").thing_colors
     for split in synthetic_videos.SPLITS:
         _register(f"shapes_video_{split}", lambda split=split: _shapes_video_files(split),

@@ -11,6 +11,11 @@ from rtinst.video.tracker import build_tracker
 from .predictor import Predictor
 
 
+def _of_loop(name):
+    """A read-only attribute that is the current ``VideoLoop``'s ``name``."""
+    return property(lambda self: getattr(self.loop, name))
+
+
 class VideoPredictor:
     """``VideoPredictor(cfg)(frame)`` -> the model's outputs for the next BGR frame of a video,
     ``"instances"`` with ``pred_ids``: ``Predictor``'s preprocessing (safe weights, checked
@@ -33,21 +38,10 @@ class VideoPredictor:
     def reset(self):
         self.loop = VideoLoop(self.predictor.model, build_tracker(self.cfg))
 
-    @property
-    def tracker(self):
-        return self.loop.tracker
-
-    @property
-    def frames(self):
-        return self.loop.frames
-
-    @property
-    def model_seconds(self):
-        return self.loop.model_seconds
-
-    @property
-    def association_seconds(self):
-        return self.loop.association_seconds
+    tracker = _of_loop("tracker")
+    frames = _of_loop("frames")
+    model_seconds = _of_loop("model_seconds")
+    association_seconds = _of_loop("association_seconds")
 
     def __call__(self, frame):
         inputs = self.predictor.model_inputs(frame)

@@ -335,7 +335,9 @@ class YTVISEvaluator(DatasetEvaluator):
 
     def process(self, inputs, outputs):
         """Keeps each video's tracks (category contiguous until ``evaluate``); an output's
-        ``"region_key": "bboxes"`` says its model gives box tracks (also when it has none)."""
+        ``"region_key": "bboxes"`` says its model gives box tracks (also when it has none). A
+        track's ``"hypothesis"`` (``VideoTrackResults``: 0 for its own class, 1, 2, ... for the
+        next classes of the same track) keeps the identity metrics to one result per track."""
         for video, output in zip(inputs, outputs):
             self._box_tracks |= output.get("region_key") == "bboxes"
             for track in output["tracks"]:
@@ -344,7 +346,8 @@ class YTVISEvaluator(DatasetEvaluator):
                 regions = track[key] if key == "bboxes" else [_json_rle(s) for s in track[key]]
                 self._predictions.append({
                     "video_id": video["video_id"], "category_id": track["category_id"],
-                    "score": float(track["score"]), key: regions})
+                    "score": float(track["score"]), key: regions,
+                    "hypothesis": int(track.get("hypothesis", 0))})
 
     def _official_results(self, predictions):
         """The predictions with the dataset's category ids."""
@@ -356,7 +359,8 @@ class YTVISEvaluator(DatasetEvaluator):
                 raise ValueError(f"video {prediction['video_id']}: a track has category "
                                  f"{prediction['category_id']}, not a class of "
                                  f"'{self._dataset_name}'")
-            results.append(dict(prediction, category_id=to_dataset_id[prediction["category_id"]]))
+            results.append({k: v for k, v in prediction.items() if k != "hypothesis"} |
+                           {"category_id": to_dataset_id[prediction["category_id"]]})
         return results
 
     def _write(self, results):
@@ -365,6 +369,15 @@ class YTVISEvaluator(DatasetEvaluator):
         with PathManager.open(path, "w") as f:
             json.dump(results, f)
         logger.info("Wrote %d result tracks to %s", len(results), path)
+
+    def _log_identity_subset(self, own_class, results):
+        """Says which result tracks the identity metrics count, a warning when none."""
+        counted = sum(t["score"] >= self._id_score_threshold for t in own_class)
+        line = (f"{self._dataset_name}: identity metrics (IDF1, IDSW, MOTA, HOTA) count "
+                f"{counted} of the {results} result tracks: each track once (its own class, "
+                f"{results - len(own_class)} class hypotheses left out), scoring at least "
+                f"{self._id_score_threshold} (TEST.VIDEO_ID_SCORE_THRESH)")
+        (logger.warning if results and not counted else logger.info)(line)
 
     def evaluate(self):
         comm.synchronize()
@@ -381,9 +394,12 @@ class YTVISEvaluator(DatasetEvaluator):
                            "it cannot be scored here", self._dataset_name)
             return {}
         boxes = box_tracks or any(_region_key(result) == "bboxes" for result in results)
-        tracks = load_tracks(gt, results, boxes)
-        scores = OrderedDict([("bbox" if boxes else "segm", _segm_metrics(gt, *tracks)),
-                              ("tracking", _identity_metrics(gt, *tracks,
+        gt_tracks, dt_tracks = load_tracks(gt, results, boxes)
+        own_class = [t for t, p in zip(dt_tracks, predictions) if p["hypothesis"] == 0]
+        self._log_identity_subset(own_class, len(dt_tracks))
+        scores = OrderedDict([("bbox" if boxes else "segm", _segm_metrics(gt, gt_tracks,
+                                                                           dt_tracks)),
+                              ("tracking", _identity_metrics(gt, gt_tracks, own_class,
                                                              self._id_score_threshold))])
         for task, values in scores.items():
             logger.info("Evaluation results for %s of %s:\n%s", task, self._dataset_name,

@@ -5,12 +5,12 @@ instances (``OnlineTracker``, chosen by ``MODEL.TRACKER.NAME``; its association 
 ``VideoPredictor`` (a ``Predictor``'s preprocessing, the loop and the tracker) is
 ``rtinst.engine.VideoPredictor``. Video data is in ``rtinst.data.ytvis`` / ``synthetic_videos``,
 the YouTube-VIS evaluator in ``rtinst.evaluation.ytvis_evaluation``."""
-from .association import MaskIoUHungarian, mask_iou
+from .association import MaskIoU, mask_iou
 from .inference import inference_on_videos
 from .loop import ImageModelAsVideo, VideoLoop, as_video_model, is_video_model, run_video
 from .results import VideoTrackResults
 from .tracker import OnlineTracker, Track, build_tracker
 
-__all__ = ["ImageModelAsVideo", "MaskIoUHungarian", "OnlineTracker", "Track", "VideoLoop",
+__all__ = ["ImageModelAsVideo", "MaskIoU", "OnlineTracker", "Track", "VideoLoop",
            "VideoTrackResults", "as_video_model", "build_tracker", "inference_on_videos",
            "is_video_model", "mask_iou", "run_video"]

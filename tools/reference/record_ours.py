@@ -16,25 +16,14 @@ and writes them with the machine and the caps of each recording.
 """
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
-CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+sys.path.insert(0, str(ROOT))
 
-
-def _machine():
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    flags = info.split()
-    model = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                  if line.startswith("model name")), platform.machine())
-    isa = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "older"
-    return {"cpu": model, "widest_isa": isa,
-            "caps": {k: os.environ[k] for k in CAPS if k in os.environ}}
+from rtinst.benchmark.machine import git_commit, machine_info  # noqa: E402
 
 
 def record():
@@ -65,7 +54,7 @@ def record():
     for name in MODELS:
         methods[name] = {k: v.tolist() for k, v in compute(name).items()}
         print(name, flush=True)
-    return {"machine": _machine(), "reference": cases, "methods": methods}
+    return {"machine": machine_info(), "reference": cases, "methods": methods}
 
 
 def deviations_from_fixtures(ours):
@@ -124,9 +113,7 @@ def deviations_from_fixtures(ours):
 
 
 def compare(paths):
-    report = {"commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                       capture_output=True, text=True).stdout.strip(),
-              "recordings": {}}
+    report = {"commit": git_commit(ROOT), "recordings": {}}
     for path in paths:
         ours = json.loads(Path(path).read_text())
         worst, cases = deviations_from_fixtures(ours)
