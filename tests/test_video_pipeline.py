@@ -2,6 +2,7 @@
 (``Trainer.test`` -> ``inference_on_videos`` -> ``YTVISEvaluator``), ``VideoPredictor``, the
 demo's track drawing and the benchmark's video rows."""
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -104,6 +105,30 @@ def test_recorded_detections_replay_through_the_same_evaluation(videos, tmp_path
     assert evaluate_tracker(cfg, records, videos)["segm"]["AP"] == 0
 
 
+@pytest.mark.slow
+def test_track_sweep_tool_ablation_on_recorded_detections(videos, tmp_path):
+    """tools/track_sweep.py --ablation: one row per rule off, each scored like Trainer.test; the
+    JSON names the commit, the machine and each row's changed keys."""
+    path = tmp_path / "detections.pt"
+    save_detections(record_detections(video_cfg(videos, tmp_path), GroundTruthModel(videos),
+                                       videos), path)
+    metadata = MetadataCatalog.get(videos)
+    result = subprocess.run(
+        [sys.executable, "tools/track_sweep.py", "--config-file", CONFIG,
+         "--dataset", "sweep_videos", "--detections", str(path), "--ablation", "--json", str(tmp_path / "sweep.json"),
+         "DATASETS.REGISTER_VIDEO",
+         f"['sweep_videos={metadata.json_file},{metadata.image_root}']"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "sweep.json").read_text())
+    assert {"commit", "machine", "tracker", "rows"} <= set(report)
+    rows = {row["setting"]: row for row in report["rows"]}
+    assert rows["all rules (defaults)"]["results"]["segm"]["AP"] == pytest.approx(100.0)
+    assert rows["no motion prior"]["overrides"] == ["MODEL.TRACKER.MOTION none"]
+    table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert len(table) == len(report["rows"]) + 1  # the header and one line per row
+
+
 class GroundTruthBoxModel(GroundTruthModel):
     """``GroundTruthModel`` without masks, as a box-only detector (FCOS) gives its instances."""
 
@@ -166,7 +191,8 @@ def test_train_net_evaluates_fcos_on_video_with_a_clip_mapper(tmp_path):
     run_train_net(FCOS_CONFIG, "--eval-only", "DATASETS.TEST", "('shapes_video_val',)",
                   "INPUT.DATASET_MAPPER", "VideoClipMapper", "MODEL.FCOS.INFERENCE_TH_TEST", "0.0",
                   "MODEL.FCOS.POST_NMS_TOPK_TEST", "10", "MODEL.TRACKER.SCORE_THRESH", "0.0",
-                  "MODEL.TRACKER.BIRTH_SCORE_THRESH", "0.0", "OUTPUT_DIR", str(tmp_path))
+                  "MODEL.TRACKER.HIGH_SCORE_THRESH", "0.0", "MODEL.TRACKER.BIRTH_SCORE_THRESH",
+                  "0.0", "OUTPUT_DIR", str(tmp_path))
     log = (tmp_path / "log.txt").read_text()
     assert "Evaluation results for bbox of shapes_video_val" in log
     assert "Evaluation results for tracking of shapes_video_val" in log

@@ -69,12 +69,33 @@ def _resolved(cfg, overrides):
     return out
 
 
-def settings(cfg, args):
+def _changed(base, cfg):
+    """(key, value) of the tracker and test keys ``cfg`` sets otherwise than ``base``."""
+    pairs = [(f"MODEL.TRACKER.{k}", v) for k, v in cfg.MODEL.TRACKER.items()
+             if base.MODEL.TRACKER[k] != v]
+    if cfg.TEST.VIDEO_ID_SCORE_THRESH != base.TEST.VIDEO_ID_SCORE_THRESH:
+        pairs.append(("TEST.VIDEO_ID_SCORE_THRESH", cfg.TEST.VIDEO_ID_SCORE_THRESH))
+    return pairs
+
+
+def settings(cfg, args, parser):
+    """(name, config) of every row; a bad --vary is a usage error naming it."""
     rows = list(ABLATION) if args.ablation else [("base", [])]
     for spec in args.vary:
-        key, values = spec.split("=", 1)
+        key, _, values = spec.partition("=")
+        if not values:
+            parser.error(f"--vary {spec}: expected KEY=V1,V2,...")
         rows += [(f"{key} {value}", [key, value]) for value in values.split(",")]
-    return [(name, _resolved(cfg, overrides)) for name, overrides in rows]
+    out = []
+    for name, overrides in rows:
+        row_cfg = cfg.clone()
+        row_cfg.defrost()
+        try:
+            row_cfg.merge_from_list(_resolved(cfg, overrides))
+        except (KeyError, ValueError, AssertionError) as e:
+            parser.error(f"setting '{name}': {e}")
+        out.append((name, row_cfg))
+    return out
 
 
 def main():
@@ -104,15 +125,14 @@ def main():
     rows = []
     print("| setting | " + " | ".join(name for name, _, _ in SHOWN) + " |")
     print("|---|" + "---|" * len(SHOWN))
-    for name, overrides in settings(cfg, args):
-        run_cfg = cfg.clone()
-        run_cfg.defrost()
-        run_cfg.merge_from_list(overrides)
+    rows_to_run = settings(cfg, args, parser)
+    for name, run_cfg in rows_to_run:
         start = time.perf_counter()
         results = evaluate_tracker(run_cfg, records, args.dataset)
         task = "segm" if "segm" in results else "bbox"
         values = {label: results[task if group == "segm" else group][key]
                   for label, group, key in SHOWN}
+        overrides = [f"{k} {v}" for k, v in _changed(cfg, run_cfg)]
         rows.append({"setting": name, "overrides": overrides, "results": results,
                      "seconds": time.perf_counter() - start})
         print(f"| {name} | " + " | ".join(f"{v:.1f}" if isinstance(v, float) else str(v)

@@ -60,7 +60,8 @@ def _mask_iou_of_grids(a, b):
 def mask_iou(masks_a, masks_b):
     """IoU matrix (N, M) of two sets of masks of one image size (on the association grid)."""
     stride = association_stride(*masks_a.shape[-2:])
-    return _mask_iou_of_grids(association_masks(masks_a, stride), association_masks(masks_b, stride))
+    return _mask_iou_of_grids(association_masks(masks_a, stride),
+                              association_masks(masks_b, stride))
 
 
 def _boxes_overlap(boxes_a, boxes_b):

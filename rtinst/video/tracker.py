@@ -55,7 +55,7 @@ TRACKER_COUNTS = {
     "below_birth": "matching no track and below MODEL.TRACKER.BIRTH_SCORE_THRESH",
     "unconfirmed": "tentative tracks never confirmed (MODEL.TRACKER.CONFIRM_FRAMES)",
     "merged": "tracks merged into an older one (MODEL.TRACKER.MERGE_IOU)",
-    "tracks": "tracks output",
+    "tracks": "tracks confirmed (given an ID)",
     "tracked": "detections output",
 }
 
@@ -210,6 +210,9 @@ class OnlineTracker:
             if id(a) in dropped or id(b) in dropped:
                 continue
             if b.id < a.id:  # the older one continues with the newer one's state
+                for _, detection, _ in self.late:  # a confirmed in this frame: its first ones
+                    if detection.pred_ids.item() == a.id:
+                        detection.pred_ids = torch.tensor([b.id])
                 a.id, b.id = b.id, a.id
             dropped.add(id(b))
             self.counts["merged"] += 1
@@ -236,6 +239,7 @@ class OnlineTracker:
         for track in self.tracks:
             if id(track) not in matched:
                 track.missed += 1
+
         def frame_record(d):  # what a tentative track keeps of its detection d
             return self.frame, instances[source[d:d + 1]], hypotheses[d]
 
