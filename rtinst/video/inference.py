@@ -39,8 +39,9 @@ def describe_counts(counts):
 
 def log_tracking(cfg, name, counts, log=logger):
     """Logs the tracker's counts; a warning with the thresholds in force when no track, or
-    fewer than one per video, came out (``counts["videos"]``)."""
-    if not counts:
+    fewer than one per video, came out (``counts["videos"]``). Nothing for a tracker that
+    keeps no counts (a method's own)."""
+    if "tracks" not in counts:
         return
     tracks, videos = counts.get("tracks", 0), counts.get("videos", 1)
     if tracks < videos:
