@@ -16,9 +16,6 @@ from rtinst.video.inference import frame_input
 __all__ = ["ReplayedDetections", "evaluate_tracker", "load_detections", "record_detections",
            "save_detections"]
 
-FIELDS = ("pred_boxes", "scores", "pred_classes")
-
-
 class _Recorder:
     """A tracker that keeps every frame's detections scoring at least ``min_score``."""
 

@@ -28,8 +28,8 @@ from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from ..modeling.matcher import linear_assignment
 
-__all__ = ["MaskIoU", "association_masks", "box_centers", "center_distances", "greedy_matching",
-           "hungarian_matching", "mask_iou", "overlaps"]
+__all__ = ["MATCHINGS", "MaskIoU", "association_masks", "center_distances", "greedy_matching",
+           "hungarian_matching", "mask_iou", "matching_by_name", "overlaps"]
 
 ASSOCIATION_MAX_SIDE = 64  # masks are compared on a grid at most this long
 FORBIDDEN = 1e6  # a class mismatch costing this much or more never matches
@@ -89,16 +89,11 @@ def overlaps(detections: Instances, previous: Instances):
     return pairwise_iou(Boxes(detections.pred_boxes.tensor), Boxes(previous.pred_boxes.tensor))
 
 
-def box_centers(boxes):
-    """(N, 2) centres of (N, 4) XYXY boxes."""
-    return (boxes[:, :2] + boxes[:, 2:]) / 2
-
-
 def center_distances(detections: Instances, previous: Instances):
     """(N, M) distance of the box centres, in units of the larger box's size (the square root
     of its area)."""
     a, b = detections.pred_boxes, previous.pred_boxes
-    distance = torch.cdist(box_centers(a.tensor), box_centers(b.tensor))
+    distance = torch.cdist(a.get_centers(), b.get_centers())
     size = torch.maximum(a.area()[:, None], b.area()[None, :]).clamp(min=1e-9).sqrt()
     return distance / size
 
@@ -124,6 +119,14 @@ def greedy_matching(cost, allowed):
 MATCHINGS = {"hungarian": hungarian_matching, "greedy": greedy_matching}
 
 
+def matching_by_name(name):
+    """The matching ``MODEL.TRACKER.MATCHING`` names; a ``ValueError`` naming the key and the
+    known names for another."""
+    if name not in MATCHINGS:
+        raise ValueError(f"MODEL.TRACKER.MATCHING: '{name}' is not one of {sorted(MATCHINGS)}")
+    return MATCHINGS[name]
+
+
 class MaskIoU:
     """``MODEL.TRACKER.ASSOCIATION "MaskIoU"``, in two stages, each a matching
     (``MODEL.TRACKER.MATCHING``) over the allowed pairs, a pair of different classes costing
@@ -142,13 +145,10 @@ class MaskIoU:
     @configurable
     def __init__(self, *, min_iou=0.1, max_center_distance=1.5, class_mismatch_cost=0.5,
                  matching="greedy"):
-        if matching not in MATCHINGS:
-            raise ValueError(f"MODEL.TRACKER.MATCHING: '{matching}' is not one of "
-                             f"{sorted(MATCHINGS)}")
         self.min_iou = min_iou
         self.max_center_distance = max_center_distance
         self.class_mismatch_cost = class_mismatch_cost
-        self.matching = MATCHINGS[matching]
+        self.matching = matching_by_name(matching)
 
     @classmethod
     def from_config(cls, cfg):

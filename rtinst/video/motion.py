@@ -6,8 +6,6 @@ the last region as it was)."""
 import torch
 from detectron2.structures import Boxes, Instances
 
-from .association import box_centers
-
 __all__ = ["MOTIONS", "VELOCITY_SMOOTHING", "moved", "new_velocity"]
 
 MOTIONS = ("velocity", "none")
@@ -17,7 +15,8 @@ VELOCITY_SMOOTHING = 0.5  # the weight of the newest displacement in the velocit
 def new_velocity(velocity, last_box, box, frames):
     """(2,) the velocity after a track's box ``last_box`` (4,) is seen again as ``box`` ``frames``
     frames later; ``velocity`` None for a track seen once before."""
-    step = (box_centers(box[None]) - box_centers(last_box[None]))[0] / frames
+    last_center, center = Boxes(torch.stack([last_box, box])).get_centers()
+    step = (center - last_center) / frames
     return step if velocity is None else (1 - VELOCITY_SMOOTHING) * velocity + \
         VELOCITY_SMOOTHING * step
 

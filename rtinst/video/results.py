@@ -5,9 +5,10 @@ those of their duplicates, ``OnlineTracker.hypotheses``), its score the mean of 
 scores over the frames it was detected in (times the fraction of the video's frames it covers
 to the power ``length_power``: 0 the mean alone, MinVIS's; 1 the scores summed over the video,
 a short track or fragment ranked below a whole one), its mask in every frame (run-length
-encoded, None where the track has no detection). Up to ``max_hypotheses`` classes per track are output (the others each
-scored by its mean score over the track's frames). A model without masks (e.g. FCOS) gives box
-tracks: the track's box in every frame (XYWH, None where the track has no detection)."""
+encoded, None where the track has no detection). Up to ``max_hypotheses`` classes per track are
+output (the others each scored by its mean score over the track's frames). A model without
+masks (e.g. FCOS) gives box tracks: the track's box in every frame (XYWH, None where the track
+has no detection)."""
 from collections import defaultdict
 
 import numpy as np

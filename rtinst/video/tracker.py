@@ -40,7 +40,7 @@ from detectron2.structures import Instances
 
 from rtinst.methods import find_part
 
-from .association import MATCHINGS, association_masks, association_stride, overlaps
+from .association import association_masks, association_stride, matching_by_name, overlaps
 from .motion import MOTIONS, moved, new_velocity
 
 __all__ = ["OnlineTracker", "TRACKER_COUNTS", "Track", "build_tracker"]
@@ -100,7 +100,7 @@ class OnlineTracker:
         self.duplicate_iou = duplicate_iou
         self.merge_iou = merge_iou
         self.motion = motion
-        self.matching = MATCHINGS[matching]
+        self.matching = matching_by_name(matching)
         self.tracks = []
         self.next_id = 1
         self.frame = -1
