@@ -16,6 +16,7 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances
 from rtinst.modeling.layers import assemble_masks
+from rtinst.modeling.meta_arch import normalised_batch
 from rtinst.utils.comm import mean_over_workers
 
 from .lite_head import HeadOutputs, LiteHead
@@ -101,9 +102,8 @@ class BlitzMask(nn.Module):
         return self.pixel_mean.device
 
     def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std
-                  for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+        return normalised_batch(batched_inputs, self.pixel_mean, self.pixel_std,
+                                self.backbone.size_divisibility)
 
     def predict_maps(self, images: torch.Tensor) -> HeadOutputs:
         """Y, D, Lambda, B for a normalised (B, 3, H, W) batch."""

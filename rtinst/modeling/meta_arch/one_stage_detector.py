@@ -6,6 +6,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, ProposalNetwork
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import ImageList
 
+from .preprocessing import normalised_batch
+
 __all__ = ["OneStageDetector", "postprocess_detections"]
 
 
@@ -16,10 +18,8 @@ class OneStageDetector(ProposalNetwork):
 
     def preprocess_image(self, batched_inputs: List[Dict]) -> ImageList:
         """Normalises the images and pads them to the backbone's size divisibility."""
-        images = [
-            (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
-        ]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+        return normalised_batch(batched_inputs, self.pixel_mean, self.pixel_std,
+                                self.backbone.size_divisibility)
 
     def forward(self, batched_inputs: List[Dict]):
         """
