@@ -171,6 +171,9 @@ def test_unknown_alternatives_name_their_key():
         build_mask_decoder("fpn", [8], 8, 8, 8, 1, "BN")
     with pytest.raises(ValueError, match="TEST.MASK_THRESHOLD"):
         build_model(tiny_cfg("MODEL.MOBILEINST.TEST.MASK_THRESHOLD", "1.0"))
+    with pytest.raises(ValueError, match="QUERY_PASSING needs the global-local"):
+        build_model(tiny_cfg("MODEL.MOBILEINST.VIDEO.QUERY_PASSING", "True",
+                             "MODEL.MOBILEINST.INSTANCE_DECODER.KIND", "local_local"))
     with pytest.raises(ValueError, match="KERNEL_REUSE_FRAMES"):
         build_model(tiny_cfg("MODEL.MOBILEINST.VIDEO.KERNEL_REUSE_FRAMES", "0"))
 
@@ -216,6 +219,14 @@ def test_inference_keeps_the_queries_above_the_threshold_with_masks_at_the_image
     assert masks.shape == (2, 48, 64) and masks[0, :24, :32].all() and masks[0, :32, :24].all()
     assert not masks[0, 33:].any() and not masks[0, :, 33:].any() and not masks[1].any()
     assert boxes[0].tolist() == pytest.approx([0.0, 0.0, 32.0, 32.0], abs=1.0)
+
+
+def test_an_image_without_instances_gives_empty_outputs():
+    selection = Selection(torch.tensor([0.01]), torch.tensor([2]), torch.tensor([[1.0, 0.0]]))
+    boxes, scores, classes, masks = instances_from_kernels(
+        selection, torch.zeros(2, 4, 4), 0.05, 0.5, 8, (24, 32), (48, 64))
+    assert boxes.shape == (0, 4) and scores.shape == classes.shape == (0,)
+    assert masks.shape == (0, 48, 64)
 
 
 def _model(*opts):

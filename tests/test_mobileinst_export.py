@@ -101,6 +101,14 @@ def test_masks_stay_inside_the_letterboxed_picture(image_export):
     assert len(masks) and not masks[:, :, size[1]:].any()
 
 
+def test_graph_of_a_model_that_finds_nothing_runs(tmp_path):
+    cfg = tiny_cfg(*OPTS, "MODEL.MOBILEINST.TEST.SCORE_THRESH", "1.0")
+    path = export_onnx(build_model(cfg).eval(), tmp_path / "none.onnx", HEIGHT, WIDTH, "RGB")
+    photo = _photos(1)[0]
+    instances = ONNXPredictor(path)(photo)["instances"]
+    assert len(instances) == 0 and instances.pred_masks.shape[1:] == photo.shape[:2]
+
+
 def test_the_post_processing_is_inside_the_graph_without_nms(image_export):
     _, path = image_export
     ops = {node.op_type for node in onnx.load(str(path)).graph.node}

@@ -66,14 +66,15 @@ def instances_from_kernels(selection: Selection, mask_features: torch.Tensor,
     keep = kept(selection, score_thresh)
     scores, classes, kernels = selection.scores[keep], selection.classes[keep], \
         selection.kernels[keep]
-    logits = instance_masks(kernels[None], mask_features[None])
+    # (N, 1, h, w): the instances along the batch dimension, which may be empty
+    logits = instance_masks(kernels[None], mask_features[None])[0][:, None]
     logits = F.interpolate(logits, scale_factor=mask_stride, mode="bilinear",
                            align_corners=False)
     logits = logits[:, :, :input_size[0], :input_size[1]]
     if tuple(logits.shape[-2:]) != tuple(output_size):
         logits = F.interpolate(logits, size=tuple(output_size), mode="bilinear",
                                align_corners=False)
-    masks = logits[0] > math.log(mask_threshold / (1 - mask_threshold))  # sigmoid > threshold
+    masks = logits[:, 0] > math.log(mask_threshold / (1 - mask_threshold))  # sigmoid > thresh
     if valid_size is not None:
         rows = torch.arange(masks.shape[1], device=masks.device)[:, None] < valid_size[0]
         columns = torch.arange(masks.shape[2], device=masks.device)[None, :] < valid_size[1]

@@ -89,7 +89,8 @@ class InstanceDecoder(nn.Module):
                 passed_queries: Optional[torch.Tensor] = None) -> InstancePredictions:
         """``global_features`` X6 (B, C6, h, w); ``mask_features`` X_mask (B, kernel dim, H, W);
         ``passed_queries`` (B, N, D): another frame's global-decoder queries, which replace this
-        frame's as the input of the local decoder (Sec. 3.5; global-local decoders only)."""
+        frame's as the input of the second (local) decoder (Sec. 3.5; the model checks that the
+        decoder is global-local)."""
         queries, query_pos = self.queries(mask_features)
         global_queries = None
         for index, (stage, layer) in enumerate(zip(self.stages, self.layers)):
@@ -99,8 +100,5 @@ class InstanceDecoder(nn.Module):
             queries = layer(queries, memory, query_pos, memory_pos)
             if stage == "global" and index == 0:
                 global_queries = queries
-        if passed_queries is not None and (global_queries is None or len(self.stages) < 2):
-            raise ValueError("query passing needs the global-local instance decoder "
-                             "(MODEL.MOBILEINST.INSTANCE_DECODER.KIND 'global_local')")
         return InstancePredictions(self.class_head(queries), self.objectness_head(queries),
                                    self.kernel_head(queries), global_queries)

@@ -76,6 +76,10 @@ class MobileInst(nn.Module):
             raise ValueError("MODEL.MOBILEINST.VIDEO.KERNEL_REUSE_FRAMES must be at least 1 (1: "
                              f"every frame is a keyframe), got {kernel_reuse_frames}")
         self.kernel_reuse_frames = kernel_reuse_frames
+        if query_passing and tuple(instance_decoder.stages) != ("global", "local"):
+            raise ValueError("MODEL.MOBILEINST.VIDEO.QUERY_PASSING needs the global-local "
+                             "instance decoder (MODEL.MOBILEINST.INSTANCE_DECODER.KIND "
+                             f"'global_local'), got the stages {list(instance_decoder.stages)}")
         self.query_passing = query_passing
         self.mask_stride = backbone.output_shape()[in_features[0]].stride
 
