@@ -130,6 +130,15 @@ def test_an_image_without_objects_has_only_the_negative_classification_loss():
     assert masks.grad is not None and objectness.grad is not None
 
 
+def test_an_image_whose_instances_have_no_masks_field_trains():
+    """Detectron2's mapper gives an image without objects no ``gt_masks``."""
+    empty = Instances((4, 4))
+    empty.gt_classes = torch.zeros(0, dtype=torch.int64)
+    losses = _criterion()(torch.zeros(1, 3, 2), torch.zeros(1, 3, 1), torch.zeros(1, 3, 4, 4),
+                          [empty])
+    assert losses["loss_mask_dice"].item() == 0 and losses["loss_cls"].item() > 0
+
+
 def test_object_masks_are_area_downsampled_to_the_prediction():
     masks = torch.zeros(1, 6, 7, dtype=torch.bool)
     masks[0, :, :4] = True  # rows 4-5 of the 8 padded ones: half of cell (1, 0)

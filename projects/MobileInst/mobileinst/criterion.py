@@ -74,9 +74,12 @@ class MobileInstCriterion(nn.Module):
             p, t, matcher_alpha, matcher_beta))})
 
     def targets(self, gt_instances, mask_size) -> List[Dict[str, torch.Tensor]]:
-        """Each image's ``labels`` and its ``masks`` at the prediction's resolution."""
+        """Each image's ``labels`` and its ``masks`` at the prediction's resolution (an image
+        without objects may have no ``gt_masks``)."""
         return [{"labels": x.gt_classes,
-                 "masks": downsample_masks(x.gt_masks.tensor, mask_size)} for x in gt_instances]
+                 "masks": downsample_masks(x.gt_masks.tensor, mask_size) if x.has("gt_masks")
+                 else torch.zeros(0, *mask_size, device=x.gt_classes.device)}
+                for x in gt_instances]
 
     def forward(self, logits, objectness, masks, gt_instances) -> Dict[str, torch.Tensor]:
         """``logits`` (B, N, classes), ``objectness`` (B, N, 1), ``masks`` (B, N, h, w) logits;
