@@ -47,7 +47,8 @@ def tiny_cfg(*opts):
 
 
 def _criterion():
-    return MobileInstCriterion(num_classes=2, weights=WEIGHTS)
+    """Two classes, masks predicted at the input's resolution (stride 1)."""
+    return MobileInstCriterion(num_classes=2, weights=WEIGHTS, mask_stride=1)
 
 
 def _gt(masks, labels, size):
@@ -142,8 +143,19 @@ def test_an_image_whose_instances_have_no_masks_field_trains():
 def test_object_masks_are_area_downsampled_to_the_prediction():
     masks = torch.zeros(1, 6, 7, dtype=torch.bool)
     masks[0, :, :4] = True  # rows 4-5 of the 8 padded ones: half of cell (1, 0)
-    small = downsample_masks(masks, (2, 2))  # stride 4: padded to 8 x 8
+    small = downsample_masks(masks, (2, 2), 4)  # padded to 8 x 8
     assert small[0].tolist() == [[1.0, 0.0], [0.5, 0.0]]
+
+
+def test_a_smaller_image_of_the_batch_keeps_the_batch_stride():
+    """A 16 x 16 image in a batch padded to 32 x 32: its masks are pooled by 8 like the
+    others' (not by 16 / 4), so that each target cell sits under its prediction cell."""
+    masks = torch.zeros(1, 16, 16, dtype=torch.bool)
+    masks[0, 8:, 8:] = True
+    assert downsample_masks(masks, (4, 4), 8)[0].tolist() == [
+        [0.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]
+    with pytest.raises(ValueError, match="exceed"):
+        downsample_masks(torch.zeros(1, 40, 8), (4, 4), 8)
 
 
 @pytest.mark.parametrize("kind", sorted(DECODER_KINDS))

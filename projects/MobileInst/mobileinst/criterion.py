@@ -13,8 +13,8 @@ that maximises the sum of dice(M, T)^alpha x p_class^beta (SparseInst's mask-bas
 * L_obj: binary cross-entropy of the matched queries' IoU-aware objectness against the IoU of
   their thresholded (> 0.4) mask with the object's, averaged over them.
 
-Masks are compared at the prediction's resolution (stride 8): the objects' masks are area-
-downsampled to it.
+Masks are compared at the prediction's resolution (stride 8 of the padded batch): the objects'
+masks, each at its own image's size, are area-downsampled to it.
 """
 from typing import Dict, List
 
@@ -49,13 +49,16 @@ def mask_iou(predicted_logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return intersection / union.clamp(min=1e-6)
 
 
-def downsample_masks(masks: torch.Tensor, size) -> torch.Tensor:
-    """(T, h, w) float masks: the (T, H, W) masks of an image, padded to ``size`` times the
-    stride, area-averaged by the stride."""
+def downsample_masks(masks: torch.Tensor, size, stride: int) -> torch.Tensor:
+    """(T, h, w) float masks at the prediction's ``size`` (h, w) and ``stride``: the (T, H, W)
+    masks of an image (which fills the top-left H x W of the padded batch) padded to ``size``
+    times ``stride`` and area-averaged by ``stride``."""
+    height, width = masks.shape[-2:]
+    if height > size[0] * stride or width > size[1] * stride:
+        raise ValueError(f"object masks of {height} x {width} exceed the predictions' "
+                         f"{size[0]} x {size[1]} at stride {stride}")
     if not len(masks):
         return masks.new_zeros((0, *size), dtype=torch.float32)
-    height, width = masks.shape[-2:]
-    stride = max(-(-height // size[0]), -(-width // size[1]))
     padded = F.pad(masks.float(), (0, size[1] * stride - width, 0, size[0] * stride - height))
     return F.avg_pool2d(padded[:, None], stride)[:, 0]
 
@@ -65,9 +68,10 @@ class MobileInstCriterion(nn.Module):
 
     def __init__(self, *, num_classes: int, matcher_alpha: float = 0.8,
                  matcher_beta: float = 0.2, focal_alpha: float = 0.25, focal_gamma: float = 2.0,
-                 weights: Dict[str, float]):
+                 weights: Dict[str, float], mask_stride: int = 8):
         super().__init__()
         self.num_classes = num_classes
+        self.mask_stride = mask_stride  # of the predicted masks in the padded input
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
         self.weights = dict(weights)
         self.matcher = HungarianMatcher({"mask_score": (1.0, lambda p, t: mask_score_cost(
@@ -77,7 +81,8 @@ class MobileInstCriterion(nn.Module):
         """Each image's ``labels`` and its ``masks`` at the prediction's resolution (an image
         without objects may have no ``gt_masks``)."""
         return [{"labels": x.gt_classes,
-                 "masks": downsample_masks(x.gt_masks.tensor, mask_size) if x.has("gt_masks")
+                 "masks": downsample_masks(x.gt_masks.tensor, mask_size, self.mask_stride)
+                 if x.has("gt_masks")
                  else torch.zeros(0, *mask_size, device=x.gt_classes.device)}
                 for x in gt_instances]
 

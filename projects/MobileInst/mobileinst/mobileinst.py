@@ -109,7 +109,7 @@ class MobileInst(nn.Module):
             "criterion": MobileInstCriterion(
                 num_classes=mcfg.NUM_CLASSES, matcher_alpha=mcfg.MATCHER_ALPHA,
                 matcher_beta=mcfg.MATCHER_BETA, focal_alpha=mcfg.FOCAL_ALPHA,
-                focal_gamma=mcfg.FOCAL_GAMMA,
+                focal_gamma=mcfg.FOCAL_GAMMA, mask_stride=shapes[mcfg.IN_FEATURES[0]].stride,
                 weights={"loss_cls": mcfg.CLASS_LOSS_WEIGHT,
                          "loss_mask_dice": mcfg.MASK_DICE_LOSS_WEIGHT,
                          "loss_mask_bce": mcfg.MASK_BCE_LOSS_WEIGHT,
