@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_WHEEL = ROOT / "third_party" / "detectron2_py" / "build_wheel.py"
-METHOD_PACKAGES = ["blendmask", "centermask", "blitzmask", "yolact"]
+METHOD_PACKAGES = ["blendmask", "centermask", "blitzmask", "yolact", "mobileinst"]
 ONE_LINE = re.compile(
     r"^rtinst\.errors\.Detectron2BuildError: rtinst needs detectron2 0\.6 with "
     r"rtinst's patches \(missing: (?P<missing>[a-z0-9, -]+); in (?P<folder>\S+)\): run bash "

@@ -149,7 +149,8 @@ def test_get_cfg_applies_the_installed_method(toy_project):
     result = _run(["-c", code], env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split(maxsplit=1) == [
-        "5", "['blendmask', 'blitzmask', 'centermask', 'rtinst', 'toymethod', 'yolact']\n"]
+        "5", "['blendmask', 'blitzmask', 'centermask', 'mobileinst', 'rtinst', 'toymethod', "
+        "'yolact']\n"]
     not_installed = _run(["-c", code], {**env, "PYTHONPATH": ""})
     assert "AttributeError: TOY" in not_installed.stderr  # the installation is what adds it
 
