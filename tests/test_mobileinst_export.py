@@ -11,6 +11,7 @@ from detectron2.modeling import build_model
 
 from rtinst.engine.predictor import Predictor
 from rtinst.export import ONNXPredictor, VideoONNXPredictor, export_onnx, quantize_onnx
+from instance_pairs import mask_iou, pair_instances
 from shared_files import COCO_MINI, require_shared
 from test_mobileinst import tiny_cfg
 from tiny_models import batch_with_masks, train_on_batch
@@ -59,29 +60,11 @@ def _photos(count=3):
     raise AssertionError("too few landscape photos")
 
 
-def _pairs(expected, actual, score_tol):
-    """(i, j) of ``expected``'s and ``actual``'s instances of one class within ``score_tol``."""
-    free, pairs = set(range(len(actual))), []
-    for i in range(len(expected)):
-        candidates = [j for j in free if actual.pred_classes[j] == expected.pred_classes[i]
-                      and abs(actual.scores[j] - expected.scores[i]) <= score_tol]
-        assert candidates, f"no partner for instance {i} ({expected.scores[i]:.4f})"
-        j = min(candidates, key=lambda j: abs(actual.scores[j] - expected.scores[i]))
-        free.remove(j)
-        pairs.append((i, j))
-    return pairs
-
-
-def _iou(a, b):
-    union = (a | b).sum().item()
-    return (a & b).sum().item() / union if union else 1.0
-
-
 def _assert_same_instances(expected, actual):
     assert actual.image_size == expected.image_size
     assert len(expected) == len(actual) > 0
-    pairs = _pairs(expected, actual, score_tol=1e-3)
-    ious = [_iou(expected.pred_masks[i], actual.pred_masks[j]) for i, j in pairs]
+    pairs = pair_instances(expected, actual, score_tol=1e-3)
+    ious = [mask_iou(expected.pred_masks[i], actual.pred_masks[j]) for i, j in pairs]
     assert min(ious) >= 0.98, sorted(ious)[:5]
 
 

@@ -10,6 +10,7 @@ import torch
 from detectron2.modeling import build_model
 from rtinst.engine.predictor import Predictor
 from rtinst.export import ONNXPredictor, export_onnx, export_pipeline, quantize_onnx
+from instance_pairs import mask_iou, pair_instances
 from shared_files import COCO_MINI, require_shared
 from tiny_models import batch_with_masks, tiny_yolact_cfg, train_on_batch
 
@@ -37,26 +38,6 @@ def _photo():
     return cv2.imread(str(images[0]))
 
 
-def _pairs(expected, actual, score_tol):
-    """Instances of ``actual`` paired with ``expected``'s by class, score and box."""
-    free, pairs = set(range(len(actual))), []
-    for i in range(len(expected)):
-        candidates = [j for j in free
-                      if actual.pred_classes[j] == expected.pred_classes[i]
-                      and abs(actual.scores[j] - expected.scores[i]) <= score_tol]
-        assert candidates, f"no partner for instance {i} ({expected.scores[i]:.4f})"
-        j = min(candidates, key=lambda j: (actual.pred_boxes.tensor[j] -
-                                           expected.pred_boxes.tensor[i]).abs().max())
-        free.remove(j)
-        pairs.append((i, j))
-    return pairs
-
-
-def _iou(a, b):
-    union = (a | b).sum().item()
-    return (a & b).sum().item() / union if union else 1.0
-
-
 def test_onnx_runtime_gives_the_predictors_instances_on_a_resized_photo(trained):
     cfg, _, path = trained
     photo = _photo()  # 422 x 640, resized to 128 x 128
@@ -64,8 +45,8 @@ def test_onnx_runtime_gives_the_predictors_instances_on_a_resized_photo(trained)
     actual = ONNXPredictor(path)(photo)["instances"]
     assert actual.image_size == expected.image_size == photo.shape[:2]
     assert len(expected) == len(actual) > 0
-    pairs = _pairs(expected, actual, score_tol=1e-3)
-    ious = [_iou(expected.pred_masks[i], actual.pred_masks[j]) for i, j in pairs
+    pairs = pair_instances(expected, actual, score_tol=1e-3)
+    ious = [mask_iou(expected.pred_masks[i], actual.pred_masks[j]) for i, j in pairs
             if expected.pred_masks[i].sum() > 500]  # masks of more than a few pixels
     assert ious and min(ious) >= 0.98, sorted(ious)[:5]
     box_diff = max((expected.pred_boxes.tensor[i] - actual.pred_boxes.tensor[j]).abs().max()
@@ -85,7 +66,7 @@ def test_pipeline_is_the_models_own_inference_on_a_full_canvas(trained):
     torch.testing.assert_close(boxes, instances.pred_boxes.tensor, atol=1e-4, rtol=0)
     torch.testing.assert_close(scores, instances.scores)
     assert classes.tolist() == instances.pred_classes.tolist()
-    ious = [_iou(a.bool(), b) for a, b in zip(masks, instances.pred_masks)]
+    ious = [mask_iou(a.bool(), b) for a, b in zip(masks, instances.pred_masks)]
     assert min(ious) >= 0.99
 
 
