@@ -51,3 +51,35 @@ def add_yolact_config(cfg):
     _C.MASK_IOU_LOSS_WEIGHT = 25.0
     _C.MASK_IOU_MIN_AREA = 25.0  # GT masks of at most this many prototype pixels are not used
     _C.DEFORM_INTERVAL = 1
+    add_yolact_edge_config(cfg)
+
+
+def add_yolact_edge_config(cfg):
+    """YolactEdge's keys (``MODEL.YOLACT_EDGE``; the model is ``META_ARCHITECTURE "YolactEdge"``
+    with every ``MODEL.YOLACT`` key), the reference's (yolact_edge ``yolact_edge_vid_config``)
+    values as defaults."""
+    cfg.MODEL.YOLACT_EDGE = CN()
+    _C = cfg.MODEL.YOLACT_EDGE
+    # Video inference: a keyframe (the whole network) every KEYFRAME_INTERVAL frames; the others
+    # run the backbone up to MODEL.FPN.IN_FEATURES[0] (C3) and warp the keyframe's top-down FPN
+    # sums of WARP_LEVELS ("p4", "p5"; or "p3", "p4", "p5") by the flow
+    _C.KEYFRAME_INTERVAL = 5
+    _C.WARP_LEVELS = ["p4", "p5"]
+    # FlowNetMini: the C3 laterals reduced to REDUCED_CHANNELS, encoder E, 2E, 4E channels
+    _C.FLOW_REDUCED_CHANNELS = 64
+    _C.FLOW_ENCODER_CHANNELS = 64
+    # the refinement of the warped levels with the current C3 lateral (the reference's SPA)
+    _C.SPA = True
+    _C.SPA_NORMALIZED = False
+    # Training: "video" (frame pairs, INPUT.DATASET_MAPPER "YOLACTClipMapper": the keyframe's
+    # features without gradient, the later frame through the whole model and the warped path,
+    # YOLACT's losses on both plus the feature-matching loss; backbone and laterals frozen) or
+    # "flow" (FlowNetMini alone, on still images moved by a random affine motion, end-point
+    # error at strides 8, 16, 32; everything else frozen)
+    _C.TRAINING_STAGE = "video"
+    _C.FEATURE_MATCHING_WEIGHT = 1.0
+    # "flow" stage: the synthetic motion's largest rotation (degrees), scale change (fraction)
+    # and translation (fraction of the image side)
+    _C.FLOW_MAX_ROTATION = 5.0
+    _C.FLOW_MAX_SCALE = 0.05
+    _C.FLOW_MAX_TRANSLATION = 0.1

@@ -11,8 +11,9 @@ from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
 from rtinst.data.dataset_mapper import RobustDatasetMapper
+from rtinst.data.video_mapper import VideoClipMapper
 
-__all__ = ["YOLACTDatasetMapper", "YOLACTResize", "input_size_for"]
+__all__ = ["YOLACTDatasetMapper", "YOLACTResize", "build_yolact_clip_mapper", "input_size_for"]
 
 
 def input_size_for(height: int, width: int, input_size: int, preserve_aspect_ratio: bool
@@ -39,18 +40,18 @@ class YOLACTResize(T.Augmentation):
         return T.ResizeTransform(height, width, new_h, new_w)
 
 
+def training_augmentations(cfg):
+    return [YOLACTResize(cfg.MODEL.YOLACT.INPUT_SIZE, cfg.MODEL.YOLACT.PRESERVE_ASPECT_RATIO),
+            T.RandomFlip()]
+
+
 class YOLACTDatasetMapper(RobustDatasetMapper):
     """``RobustDatasetMapper`` with YOLACT's resize (training) and its crowd boxes."""
 
     @classmethod
     def from_config(cls, cfg, is_train: bool = True):
         args = super().from_config(cfg, is_train)
-        augmentations = []
-        if is_train:
-            augmentations = [
-                YOLACTResize(cfg.MODEL.YOLACT.INPUT_SIZE, cfg.MODEL.YOLACT.PRESERVE_ASPECT_RATIO),
-                T.RandomFlip(),
-            ]
+        augmentations = training_augmentations(cfg) if is_train else []
         return {**args, "augmentations": augmentations, "recompute_boxes": False}
 
     def _transform_annotations(self, dataset_dict, transforms, image_shape):
@@ -62,3 +63,12 @@ class YOLACTDatasetMapper(RobustDatasetMapper):
         dataset_dict["crowd_boxes"] = torch.as_tensor(np.array(crowd, dtype=np.float32)
                                                       ).reshape(-1, 4)
         super()._transform_annotations(dataset_dict, transforms, image_shape)
+
+
+def build_yolact_clip_mapper(cfg, is_train):
+    """``INPUT.DATASET_MAPPER "YOLACTClipMapper"`` (YolactEdge's video training): rtinst's
+    ``VideoClipMapper`` with YOLACT's resize and flip, alike on every frame of a clip; at test
+    time ``YOLACTDatasetMapper``'s frames."""
+    if not is_train:
+        return YOLACTDatasetMapper(cfg, is_train=False)
+    return VideoClipMapper(cfg, is_train=True, augmentations=training_augmentations(cfg))

@@ -7,7 +7,7 @@ bottleneck of the ResNet stages ``MODEL.RESNETS.DEFORM_ON_PER_STAGE`` selects (c
 stage's first block) a modulated deformable one: Detectron2's ``DeformBottleneckBlock``, whose
 ``ModulatedDeformConv`` runs through torchvision's ``deform_conv2d`` (no compiled DCNv2).
 """
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 from torch import nn
@@ -64,16 +64,32 @@ class YOLACTFPN(Backbone):
         self._out_feature_channels = {name: out_channels for name in self._out_features}
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        bottom_up = self.bottom_up(x)
-        inputs = [bottom_up[f] for f in self.in_features]
-        top_down = [None] * len(inputs)
-        running = None
-        for level in reversed(range(len(inputs))):
-            lateral = self.lateral_convs[level](inputs[level])
-            if running is not None:
-                lateral = lateral + F.interpolate(running, size=lateral.shape[-2:],
-                                                  mode="bilinear", align_corners=False)
-            running = top_down[level] = lateral
+        return self.output_levels(self.top_down(self.laterals(self.bottom_up(x))))
+
+    def laterals(self, bottom_up: Dict[str, torch.Tensor]) -> List[torch.Tensor]:
+        """The 1x1 lateral convolutions of the bottom-up features, finest first."""
+        return [conv(bottom_up[f]) for conv, f in zip(self.lateral_convs, self.in_features)]
+
+    def top_down(self, laterals: List[torch.Tensor]) -> List[torch.Tensor]:
+        """The top-down sums before the 3x3 output convolutions (YolactEdge's "FPN phase 1"),
+        finest first: each level's lateral plus the next coarser sum upsampled."""
+        sums = [None] * len(laterals)
+        for level in reversed(range(len(laterals))):
+            coarser = sums[level + 1] if level + 1 < len(laterals) else None
+            sums[level] = self.add_lateral(laterals[level], coarser)
+        return sums
+
+    @staticmethod
+    def add_lateral(lateral: torch.Tensor, coarser: Optional[torch.Tensor]) -> torch.Tensor:
+        """One top-down step: ``lateral`` plus ``coarser`` upsampled (bilinear) to its size."""
+        if coarser is None:
+            return lateral
+        return lateral + F.interpolate(coarser, size=lateral.shape[-2:], mode="bilinear",
+                                       align_corners=False)
+
+    def output_levels(self, top_down: List[torch.Tensor]) -> Dict[str, torch.Tensor]:
+        """The pyramid from the top-down sums ("FPN phase 2"): ReLU(3x3 conv) on each, then the
+        stride-2 convolutions from the coarsest output."""
         outputs = [F.relu(conv(t)) for conv, t in zip(self.output_convs, top_down)]
         for conv in self.downsample_convs:
             outputs.append(conv(outputs[-1]))

@@ -147,15 +147,20 @@ class YOLACT(nn.Module):
 
     def predict(self, images: torch.Tensor) -> Tuple[YOLACTOutputs, torch.Tensor]:
         """The network on a normalised (N, 3, H, W) batch: its outputs and the (A, 4) anchors."""
-        features = self.backbone(images)
+        return self.predict_from_features(self.backbone(images), tuple(images.shape[-2:]))
+
+    def predict_from_features(self, features: Dict[str, torch.Tensor], image_shape: Tuple[int, int]
+                              ) -> Tuple[YOLACTOutputs, torch.Tensor]:
+        """ProtoNet, head (and in training the semantic logits) on the pyramid ``features`` of an
+        (H, W) = ``image_shape`` batch; the outputs and the anchors."""
         levels = [features[f] for f in self.in_features]
         prototypes = F.relu(self.protonet(levels[:1]))
         box_deltas, class_logits, coefficients = self.head(levels)
         semantic = None
         if self.training and self.semantic_pred is not None:
             semantic = self.semantic_pred(levels[0])
-        anchors = self.anchors([tuple(x.shape[-2:]) for x in levels], tuple(images.shape[-2:]),
-                               images.device)
+        anchors = self.anchors([tuple(x.shape[-2:]) for x in levels], image_shape,
+                               levels[0].device)
         outputs = YOLACTOutputs(box_deltas, class_logits, coefficients, prototypes, semantic)
         return outputs, anchors
 
@@ -170,19 +175,23 @@ class YOLACT(nn.Module):
                                          for x in batched_inputs])
         outputs, anchors = self.predict(images.tensor)
         if self.training:
-            diverged = [name for name, x in outputs._asdict().items()
-                        if x is not None and not torch.isfinite(x).all()]
-            if diverged:  # (the mask loss's BCE would fail on them with an obscure message)
-                raise FloatingPointError(
-                    f"YOLACT's {', '.join(diverged)} became infinite or NaN: training diverged "
-                    "(lower SOLVER.BASE_LR, or lengthen SOLVER.WARMUP_ITERS)")
-            targets = [self._targets(x, size) for x, size in zip(batched_inputs,
-                                                                 images.image_sizes)]
-            return self.loss(outputs, anchors, targets, self.mask_iou_head)
+            return self.losses(outputs, anchors, batched_inputs, images)
         return [
             {"instances": self._instances(outputs, i, anchors, images, x)}
             for i, x in enumerate(batched_inputs)
         ]
+
+    def losses(self, outputs: YOLACTOutputs, anchors: torch.Tensor, batched_inputs: List[Dict],
+               images: ImageList) -> Dict[str, torch.Tensor]:
+        """The losses of the network's ``outputs`` on ``images`` against the inputs' instances."""
+        diverged = [name for name, x in outputs._asdict().items()
+                    if x is not None and not torch.isfinite(x).all()]
+        if diverged:  # (the mask loss's BCE would fail on them with an obscure message)
+            raise FloatingPointError(
+                f"YOLACT's {', '.join(diverged)} became infinite or NaN: training diverged "
+                "(lower SOLVER.BASE_LR, or lengthen SOLVER.WARMUP_ITERS)")
+        targets = [self._targets(x, size) for x, size in zip(batched_inputs, images.image_sizes)]
+        return self.loss(outputs, anchors, targets, self.mask_iou_head)
 
     def _targets(self, inputs: Dict, image_size: Tuple[int, int]) -> Instances:
         """The image's "instances" with bit masks at the input size, plus its "crowd_boxes"
