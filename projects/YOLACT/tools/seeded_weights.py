@@ -47,6 +47,17 @@ YOLACT_RULE = _weights.SeedingRule(
 )
 
 
-def seeded_state_dict(spec):
-    """Deterministic state dict of ``spec`` (from :func:`read_key_spec`) by ``YOLACT_RULE``."""
-    return _weights.seeded_state_dict(spec, YOLACT_RULE)
+def seeded_state_dict(spec, rule=YOLACT_RULE):
+    """Deterministic state dict of ``spec`` (from :func:`read_key_spec`) by ``rule``."""
+    return _weights.seeded_state_dict(spec, rule)
+
+
+# YolactEdge (the reference's names): YOLACT_RULE, and FlowNetMini's feature compensation near
+# identity (scale ~ 1 +- 0.1, bias ~ 0 +- 0.1: gain 0.2, scale biases U(0.9, 1.1)) so that the
+# warped P4 / P5 stay the keyframe's features moved by the flow (the flow itself: gain 1)
+_COMPENSATION = ("scale",) + tuple(f"pred{i}.bias" for i in (1, 2, 3))
+YOLACT_EDGE_RULE = _weights.SeedingRule(
+    weight_gains=YOLACT_RULE.weight_gains + tuple((part, 0.2) for part in _COMPENSATION),
+    residual_closing_norms=YOLACT_RULE.residual_closing_norms,
+    bias_ranges=YOLACT_RULE.bias_ranges + (("scale", (0.9, 1.1)),),
+)
