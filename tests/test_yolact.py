@@ -14,6 +14,7 @@ from detectron2.modeling.backbone.resnet import DeformBottleneckBlock
 from detectron2.modeling.box_regression import Box2BoxTransform
 from rtinst.checkpoint import SafeCheckpointer
 from rtinst.engine import load_config
+from rtinst.errors import CheckpointError
 from rtinst.modeling.layers import assemble_masks, crop_to_boxes
 from shared_files import KEY_LISTS, require_shared
 from tiny_models import batch_with_masks, tiny_yolact_cfg
@@ -388,7 +389,7 @@ def test_reference_checkpoint_converts_with_every_key_accounted_for(key_list, co
     spec = _reference_spec(require_shared(key_list) if "shared" in str(key_list) else key_list)
     state = _state_dict_from(spec)
     converted, report = convert_reference_state_dict(state)
-    assert len(report.renamed) + len(report.dropped) + len(report.folded) == len(state)
+    assert len(report.renamed) + len(report.dropped) == len(state) and not report.unused
     assert all(k.endswith("num_batches_tracked") for k in report.dropped)
     model = build_model(load_config(str(CONFIGS / config), [
         "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()"]))
@@ -400,34 +401,32 @@ def test_reference_checkpoint_converts_with_every_key_accounted_for(key_list, co
     SafeCheckpointer(model).load(str(path))
     loaded = model.state_dict()
     for theirs, ours in report.renamed.items():
-        torch.testing.assert_close(loaded[ours], converted[ours], msg=theirs)
-        if ".bn2.running_mean" not in theirs:  # (where a DCN bias was folded in)
-            torch.testing.assert_close(loaded[ours], state[theirs], msg=theirs)
-    assert ("yolact_plus" in config) == bool(report.folded)
+        torch.testing.assert_close(loaded[ours], state[theirs], msg=theirs)
+    dcn_biases = [k for k in report.renamed if k.endswith(".conv2.bias")]
+    assert ("yolact_plus" in config) == bool(dcn_biases)
 
 
-def test_deformable_conv_bias_is_folded_into_the_batch_norm_mean():
-    state = {"prediction_layers.0.conf_layer.weight": torch.zeros(1),
-             "proto_net.0.weight": torch.zeros(1), "proto_net.2.weight": torch.zeros(1),
-             "proto_net.6.weight": torch.zeros(1), "proto_net.8.weight": torch.zeros(1),
-             "backbone.layers.1.0.conv2.weight": torch.zeros(1),
-             "backbone.layers.1.0.conv2.bias": torch.tensor([0.5, -1.0]),
-             "backbone.layers.1.0.bn2.running_mean": torch.tensor([1.0, 2.0])}
+def test_deformable_conv_bias_is_the_deformable_convs_own_and_protonet_layout():
+    from yolact.checkpoint_conversion import _protonet_names
+
+    state = _state_dict_from(_reference_spec(FIXTURES / "yolact_plus_resnet50_config_keys.tsv"))
     converted, report = convert_reference_state_dict(state)
-    torch.testing.assert_close(converted["backbone.bottom_up.res3.0.conv2.norm.running_mean"],
-                               torch.tensor([0.5, 3.0]))
-    assert report.folded == ["backbone.layers.1.0.conv2.bias"]
+    ours = report.renamed["backbone.layers.1.0.conv2.bias"]
+    assert ours == "backbone.bottom_up.res3.0.conv2.bias"
+    assert converted["backbone.bottom_up.res3.0.conv2.norm.running_mean"] is \
+        state["backbone.layers.1.0.bn2.running_mean"]
     # ProtoNet: conv, ReLU, conv, ReLU, upsampling, ReLU, conv, ReLU, 1x1: two convs before the
     # upsampling (refine, tower 0), the upsampling (tower 1), one conv (tower 2), the predictor
-    assert converted.keys() >= {"protonet.refine.0.0.weight", "protonet.tower.0.0.weight",
-                                "protonet.tower.2.0.weight", "protonet.tower.3.weight"}
+    proto = {f"proto_net.{i}.weight": torch.zeros(1) for i in (0, 2, 6, 8)}
+    assert _protonet_names(proto) == {0: "refine.0.0", 2: "tower.0.0", 6: "tower.2.0",
+                                      8: "tower.3"}
 
 
 def test_unknown_reference_key_is_named():
     state = {"prediction_layers.0.conf_layer.weight": torch.zeros(1),
              "proto_net.0.weight": torch.zeros(1), "proto_net.4.weight": torch.zeros(1),
              "class_existence_fc.weight": torch.zeros(1)}
-    with pytest.raises(KeyError, match="class_existence_fc.weight"):
+    with pytest.raises(CheckpointError, match="class_existence_fc.weight"):
         convert_reference_state_dict(state)
 
 
@@ -441,7 +440,7 @@ def test_convert_tool_writes_a_checkpoint_our_model_loads(tmp_path):
     result = subprocess.run([sys.executable, str(tool), str(tmp_path / "reference.pth"),
                              str(tmp_path / "ours.pth")], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "339 keys renamed, 13 deformable-conv biases folded" in result.stdout  # 4 + 6 + 3
+    assert "352 keys renamed" in result.stdout  # 13 of them deformable-conv biases: 4 + 6 + 3
     model = build_model(load_config(str(CONFIGS / "yolact_plus_R_50_550.yaml"), [
         "MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", "", "DATASETS.TRAIN", "()", "DATASETS.TEST", "()"]))
     SafeCheckpointer(model).load(str(tmp_path / "ours.pth"))

@@ -13,6 +13,7 @@ import sys
 
 import torch
 
+from rtinst.errors import CheckpointError
 from yolact import convert_reference_state_dict, is_reference_state_dict
 
 
@@ -32,8 +33,8 @@ def main(argv=None):
                  "(no prediction_layers.0.conf_layer.weight)")
     try:
         converted, report = convert_reference_state_dict(state)
-    except KeyError as e:
-        sys.exit(f"convert_checkpoint.py: {args.source}: unknown key {e}")
+    except CheckpointError as e:
+        sys.exit(f"convert_checkpoint.py: {args.source}: {e}")
     if args.verbose:
         for old, new in report.renamed.items():
             print(f"{old} -> {new}")

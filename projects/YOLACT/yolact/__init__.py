@@ -12,11 +12,14 @@ from .dataset_mapper import YOLACTDatasetMapper, build_yolact_clip_mapper
 from .export import YOLACTExportPipeline
 from .fast_nms import cross_class_fast_nms, fast_nms, standard_nms
 from .fpn import build_yolact_mobilenet_v2_fpn_backbone, build_yolact_resnet_fpn_backbone
+from .reference_mobilenet_v2 import build_yolact_edge_mobilenet_v2_fpn_backbone
 from .yolact import YOLACT, convert_checkpoint
 from .yolact_edge import YolactEdge
+from .yolact_edge_export import yolact_edge_export_pipeline
 
 __all__ = ["YOLACT", "YOLACTDatasetMapper", "YOLACTExportPipeline", "add_yolact_config",
-           "build_yolact_mobilenet_v2_fpn_backbone", "build_yolact_resnet_fpn_backbone",
+           "build_yolact_edge_mobilenet_v2_fpn_backbone", "build_yolact_mobilenet_v2_fpn_backbone",
+           "build_yolact_resnet_fpn_backbone",
            "convert_checkpoint", "convert_reference_state_dict", "cross_class_fast_nms", "fast_nms",
            "is_reference_state_dict", "standard_nms", "YolactEdge"]
 
@@ -33,6 +36,7 @@ register_method(
                      "YOLACTClipMapper": build_yolact_clip_mapper},
     detection_families={("MODEL.META_ARCHITECTURE", "YOLACT"): _DETECTION_FAMILY,
                         ("MODEL.META_ARCHITECTURE", "YolactEdge"): _DETECTION_FAMILY},
-    export_pipelines={"YOLACT": YOLACTExportPipeline},
+    export_pipelines={"YOLACT": YOLACTExportPipeline,
+                      "YolactEdge": yolact_edge_export_pipeline},
     checkpoint_converters={"YOLACT": convert_checkpoint, "YolactEdge": convert_checkpoint},
 )

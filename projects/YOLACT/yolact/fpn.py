@@ -113,7 +113,9 @@ def deformable_block_indices(num_blocks: int, interval: int) -> List[int]:
 
 def _make_deformable(cfg, resnet, interval: int):
     """Replaces, in the stages with DEFORM_ON_PER_STAGE, the blocks of
-    ``deformable_block_indices`` by modulated ``DeformBottleneckBlock``s of the same shape."""
+    ``deformable_block_indices`` by modulated ``DeformBottleneckBlock``s of the same shape, whose
+    deformable conv has a bias (zero at first) as the reference's DCNv2 (Detectron2 builds it
+    without one)."""
     rcfg = cfg.MODEL.RESNETS
     for index, (name, deform_on) in enumerate(zip(["res2", "res3", "res4", "res5"],
                                                   rcfg.DEFORM_ON_PER_STAGE)):
@@ -129,6 +131,10 @@ def _make_deformable(cfg, resnet, interval: int):
                 dilation=rcfg.RES5_DILATION if index == 3 else 1,
                 deform_modulated=rcfg.DEFORM_MODULATED, deform_num_groups=rcfg.DEFORM_NUM_GROUPS,
             )
+            if rcfg.DEFORM_MODULATED:  # (Detectron2's unmodulated DeformConv takes no bias)
+                conv = stage[b].conv2
+                conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+                conv.with_bias = True
     resnet.freeze(cfg.MODEL.BACKBONE.FREEZE_AT)
     return resnet
 
