@@ -35,13 +35,22 @@ class YOLACTExportPipeline(nn.Module):
         self.eval()
 
     def forward(self, image: torch.Tensor, image_size: torch.Tensor):
+        return self.detections(*self.model.predict(self.network_input(image, image_size)),
+                               image_size)
+
+    def network_input(self, image: torch.Tensor, image_size: torch.Tensor) -> torch.Tensor:
+        """The canvas's picture resized to the square network input and normalised."""
         model, side = self.model, self.model.input_size
-        height, width = self.size
         h, w = image_size[0], image_size[1]
         x = image.permute(2, 0, 1)[None, :, :h, :w].float()
         x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
-        x = (x - model.pixel_mean) / model.pixel_std
-        outputs, anchors = model.predict(x)
+        return (x - model.pixel_mean) / model.pixel_std
+
+    def detections(self, outputs, anchors: torch.Tensor, image_size: torch.Tensor):
+        """Fast NMS, masks and re-scoring on the network's outputs, mapped onto the canvas."""
+        model, side = self.model, self.model.input_size
+        height, width = self.size
+        h, w = image_size[0], image_size[1]
         boxes, scores, classes, masks, _ = model.inference.detect(
             outputs.box_deltas[0], outputs.class_logits[0], outputs.coefficients[0],
             outputs.prototypes[0], anchors, (side, side), model.mask_iou_head)

@@ -13,7 +13,8 @@ from typing import List, Tuple
 import torch
 from torch.nn import functional as F
 
-__all__ = ["affine_pairs", "end_point_error", "pixels_to_reference_units"]
+__all__ = ["affine_pairs", "end_point_error", "held_out_end_point_errors",
+           "pixels_to_reference_units"]
 
 
 def pixels_to_reference_units(flow: torch.Tensor) -> torch.Tensor:
@@ -58,3 +59,19 @@ def end_point_error(predictions: List[torch.Tensor], target: torch.Tensor) -> to
                                 align_corners=False)
         loss = loss + torch.norm(flow - resized, dim=1).mean()
     return loss
+
+
+@torch.no_grad()
+def held_out_end_point_errors(model, images: torch.Tensor, seed: int = 0) -> dict:
+    """A YolactEdge ``model``'s flow on ``images`` (a normalised (N, 3, H, W) batch, the
+    keyframes) moved by its "flow" stage's random motion drawn from ``seed``: the mean end-point
+    error (pixels of the input) of its stride-16 flow (the one warping P4) and of a zero flow."""
+    current, flow = affine_pairs(images, *model.flow_motion,
+                                 generator=torch.Generator().manual_seed(seed))
+    stride16 = model.flow_net(model.current_lateral(current), model.current_lateral(images))[0]
+    predicted = F.interpolate(stride16.flow, size=images.shape[-2:], mode="bilinear",
+                              align_corners=False)
+    height, width = images.shape[-2:]
+    in_pixels = predicted * predicted.new_tensor([width / 16.0, height / 16.0]).view(1, 2, 1, 1)
+    return {"flow_epe_px": torch.norm(in_pixels - flow, dim=1).mean().item(),
+            "zero_flow_epe_px": torch.norm(flow, dim=1).mean().item()}
