@@ -60,10 +60,13 @@ def _assert_accounted_for(state, converted, report, model, uncovered=()):
         torch.testing.assert_close(loaded[ours], state[theirs], msg=theirs)
 
 
+# the published checkpoints are COCO image models (80 classes); the configs' video models have
+# YouTube-VIS's 40
 @pytest.mark.parametrize("name,config,opts", [
-    ("yolact_edge_R101", "YolactEdge/yolactedge_R_101_550.yaml", []),
+    ("yolact_edge_R101", "YolactEdge/yolactedge_R_101_550.yaml",
+     ["MODEL.YOLACT.NUM_CLASSES", "80"]),
     ("yolact_edge_mobilenetv2", "YolactEdge/yolactedge_MNv2_550.yaml",
-     ["MODEL.MOBILENET_V2.PRETRAINED", "False"]),
+     ["MODEL.MOBILENET_V2.PRETRAINED", "False", "MODEL.YOLACT.NUM_CLASSES", "80"]),
 ])
 def test_yolact_edge_image_checkpoints_convert_and_load(name, config, opts, tmp_path):
     """The flow net and SPA keep their initialisation (the reference's behaviour when a video
@@ -99,7 +102,8 @@ def _video_state_dict(model):
 
 @pytest.fixture(scope="module")
 def video_model():
-    return _model("YolactEdge/yolactedge_R_101_550.yaml", "MODEL.YOLACT_EDGE.SPA", "True")
+    return _model("YolactEdge/yolactedge_R_101_550.yaml", "MODEL.YOLACT_EDGE.SPA", "True",
+                  "MODEL.YOLACT.NUM_CLASSES", "80")  # (the COCO key list's)
 
 
 def test_a_video_checkpoint_converts_and_loads_every_key(video_model):
