@@ -180,6 +180,10 @@ def add_video_config(cfg):
     # identity metrics (IDF1, ID switches, HOTA) count the tracks (each once, its best class)
     # scoring at least this; the evaluation log says how many of how many
     cfg.TEST.VIDEO_ID_SCORE_THRESH = 0.3
+    # the video evaluation also scores every frame's detections as images (COCO AP on the
+    # "<dataset>_frames" records): the frame-level AP of a stateful model (keyframes, reused
+    # kernels) as it runs on video, reported as "frame_segm" / "frame_bbox"
+    cfg.TEST.VIDEO_FRAME_AP = False
     # rtinst's Predictor runs a copy of the model with the BatchNorms folded into their
     # convolutions, channels-last weights and the wide 3x3 convolutions by Winograd's F(4x4, 3x3)
     # on CPU (rtinst.modeling.inference_fusion): FCOS R-50 ~0.75x the time on a 2-core CPU,

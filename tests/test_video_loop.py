@@ -79,7 +79,7 @@ def test_an_image_model_runs_frame_by_frame_without_state():
     assert as_video_model(CountingVideoModel()).__class__ is CountingVideoModel
     outputs = list(run_video(model, [{"weight": 0.5}, {"weight": 0.6}], RecordingTracker()))
     assert [o["instances"].scores.item() for o in outputs] == pytest.approx([0.5, 0.6])
-    assert set(outputs[0]) == {"instances"}
+    assert set(outputs[0]) == {"instances", "detections"}  # the tracked and the model's own
 
 
 def test_the_tracker_is_chosen_by_its_key():

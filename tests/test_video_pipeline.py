@@ -87,6 +87,18 @@ def test_evaluation_of_tracked_ground_truth(videos, tmp_path):
     assert all(len(r["segmentations"]) == PARAMS.frames for r in written)
 
 
+def test_frame_ap_scores_every_frames_detections_as_images(videos, tmp_path):
+    """TEST.VIDEO_FRAME_AP: the model's own detections of every frame (before the tracker),
+    scored on the "_frames" records: ground truth gives frame AP 100."""
+    cfg = video_cfg(videos, tmp_path)
+    cfg.defrost()
+    cfg.TEST.VIDEO_FRAME_AP = True
+    results = Trainer.test(cfg, GroundTruthModel(videos))
+    assert results["frame_segm"]["AP"] == pytest.approx(100.0)
+    assert results["frame_bbox"]["AP"] == pytest.approx(100.0)
+    assert results["segm"]["AP"] == pytest.approx(100.0)
+
+
 def test_recorded_detections_replay_through_the_same_evaluation(videos, tmp_path):
     """tools/track_sweep.py's path: detections recorded once (saved and read back as tensors
     only), replayed through each tracker setting, scored as Trainer.test scores the model."""

@@ -32,8 +32,9 @@ from detectron2.utils.events import CommonMetricPrinter, JSONWriter
 
 from rtinst.checkpoint import SafeCheckpointer
 from rtinst.data.dataset_mapper import build_dataset_mapper
+from rtinst.data.datasets import dataset_thing_classes
 from rtinst.data.train_loader import LazyTrainLoader, build_resumable_train_loader
-from rtinst.data.ytvis import is_video_dataset
+from rtinst.data.ytvis import FRAMES_SUFFIX, is_video_dataset
 from rtinst.evaluation import build_evaluator
 from rtinst.methods import find_part
 from rtinst.reports import write_run_report
@@ -154,7 +155,11 @@ class Trainer(DefaultTrainer):
         for index, name in enumerate(cfg.DATASETS.TEST):
             evaluator = evaluators[index] if evaluators else cls.build_evaluator(cfg, name)
             if is_video_dataset(name):
-                results[name] = inference_on_videos(cfg, model, name, evaluator)
+                frames = None
+                if cfg.TEST.VIDEO_FRAME_AP:
+                    dataset_thing_classes(name + FRAMES_SUFFIX)  # (the evaluator reads them)
+                    frames = cls.build_evaluator(cfg, name + FRAMES_SUFFIX)
+                results[name] = inference_on_videos(cfg, model, name, evaluator, frames)
             else:
                 results[name] = inference_on_dataset(
                     model, cls.build_test_loader(cfg, name), evaluator

@@ -53,15 +53,19 @@ def log_tracking(cfg, name, counts, log=logger):
                  videos, describe_counts(counts))
 
 
-def inference_on_videos(cfg, model, dataset_name, evaluator):
+def inference_on_videos(cfg, model, dataset_name, evaluator, frame_evaluator=None):
     """Runs ``model`` over this process's share of the videos of ``dataset_name``, each frame
     mapped by the test mapper (``build_dataset_mapper(cfg, is_train=False)``), with a new
     tracker per video; feeds the tracks to ``evaluator`` and returns its results. Logs the time
     per frame of the model and of the association (also in the results: ``"speed"``, this
-    process's), and what the tracker's rules removed (``log_tracking``)."""
+    process's), and what the tracker's rules removed (``log_tracking``). With a
+    ``frame_evaluator`` (an image evaluator of the ``<dataset>_frames`` records), every frame's
+    detections go to it too, its tasks returned as ``"frame_<task>"``."""
     videos = DatasetCatalog.get(dataset_name)[comm.get_rank()::comm.get_world_size()]
     mapper = build_dataset_mapper(cfg, is_train=False)
     evaluator.reset()
+    if frame_evaluator is not None:
+        frame_evaluator.reset()
     model_seconds = association_seconds = 0.0
     counts = Counter(videos=len(videos))
     frames = sum(v["length"] for v in videos)
@@ -74,7 +78,11 @@ def inference_on_videos(cfg, model, dataset_name, evaluator):
             results = VideoTrackResults(video["length"], cfg.MODEL.TRACKER.CLASS_HYPOTHESES,
                                         cfg.MODEL.TRACKER.TRACK_SCORE_LENGTH_POWER)
             for t in range(video["length"]):
-                tracked = loop.step(mapper(frame_input(video, t)))["instances"]
+                inputs = mapper(frame_input(video, t))
+                outputs = loop.step(inputs)
+                tracked = outputs["instances"]
+                if frame_evaluator is not None:
+                    frame_evaluator.process([inputs], [{"instances": outputs["detections"]}])
                 results.add(t, tracked, getattr(loop.tracker, "hypotheses", None))
                 for frame, instances, classes in getattr(loop.tracker, "late", ()):
                     results.add(frame, instances, [classes])
@@ -92,6 +100,9 @@ def inference_on_videos(cfg, model, dataset_name, evaluator):
         )
     log_tracking(cfg, dataset_name, counts)
     results = evaluator.evaluate()
+    if frame_evaluator is not None and results is not None:
+        results.update({f"frame_{task}": values
+                        for task, values in (frame_evaluator.evaluate() or {}).items()})
     if results and frames:
         results["speed"] = {"model_ms": 1e3 * model_seconds / frames,
                             "association_ms": 1e3 * association_seconds / frames}

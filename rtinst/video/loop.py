@@ -69,7 +69,7 @@ class VideoLoop:
 
     def step(self, inputs):
         """The outputs of the next frame, ``"instances"`` being the tracked ones (with
-        ``pred_ids``)."""
+        ``pred_ids``) and ``"detections"`` the model's own."""
         start = time.perf_counter()
         outputs, self.state = self.model.forward_frame(inputs, self.state)
         instances = outputs["instances"].to("cpu")
@@ -79,7 +79,7 @@ class VideoLoop:
         self.model_seconds += middle - start
         self.association_seconds += self.last_association_seconds
         self.frames += 1
-        return {**outputs, "instances": tracked}
+        return {**outputs, "instances": tracked, "detections": instances}
 
 
 def run_video(model, frames, tracker):
