@@ -262,3 +262,13 @@ def test_flow_pretraining_learns_the_motion_of_held_out_pairs():
     after = held_out_end_point_errors(edge.eval(), held_out, seed=5)
     assert before["flow_epe_px"] > 0.8 * before["zero_flow_epe_px"], before
     assert after["flow_epe_px"] < 0.75 * after["zero_flow_epe_px"], after
+
+
+def test_the_keyframe_interval_is_a_registered_key():
+    """tools/demo.py --keyframe-interval sets it through the model's detection family; a model
+    without keyframes has none."""
+    from rtinst.benchmark import set_keyframe_interval
+    cfg = edge_cfg()
+    assert set_keyframe_interval(cfg, 3) == ["MODEL.YOLACT_EDGE.KEYFRAME_INTERVAL"]
+    assert cfg.MODEL.YOLACT_EDGE.KEYFRAME_INTERVAL == 3
+    assert set_keyframe_interval(tiny_yolact_cfg(), 3) == []

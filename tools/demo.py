@@ -91,6 +91,13 @@ def parse_args(argv=None):
         "images is then one video of its frames",
     )
     parser.add_argument(
+        "--keyframe-interval",
+        type=int,
+        metavar="N",
+        help="with --track, a video model's keyframe every N frames (e.g. YolactEdge's "
+        "MODEL.YOLACT_EDGE.KEYFRAME_INTERVAL; 1: every frame)",
+    )
+    parser.add_argument(
         "--fps",
         type=float,
         default=DEFAULT_FRAMES_FPS,
@@ -109,6 +116,8 @@ def parse_args(argv=None):
         parser.error("--opts needs KEY VALUE pairs")
     if args.max_frames is not None and args.max_frames < 1:
         parser.error("--max-frames must be >= 1")
+    if args.keyframe_interval is not None and (args.keyframe_interval < 1 or not args.track):
+        parser.error("--keyframe-interval needs --track and N >= 1")
     if not 0 < args.fps <= 240:
         parser.error("--fps must be in (0, 240]")
     if not args.config_file.startswith(ZOO_PREFIX) and not os.path.isfile(args.config_file):
@@ -124,7 +133,7 @@ if __name__ == "__main__":
 # rtinst first: importing it registers rtinst's models, and checks the detectron2 build before
 # any detectron2 code runs
 import rtinst  # noqa: E402, F401
-from rtinst.benchmark import set_score_threshold  # noqa: E402
+from rtinst.benchmark import set_keyframe_interval, set_score_threshold  # noqa: E402
 from rtinst.benchmark.inputs import IMAGE_EXTENSIONS, list_images  # noqa: E402
 from rtinst.data import register_from_spec  # noqa: E402
 from rtinst.engine import Predictor, VideoPredictor, load_config  # noqa: E402
@@ -188,6 +197,10 @@ def setup_cfg(args):
             "--opts MODEL.WEIGHTS path/to/model_final.pth (or --random-weights to try the "
             "pipeline with meaningless detections)"
         )
+    if args.keyframe_interval is not None and not set_keyframe_interval(
+            cfg, args.keyframe_interval):
+        raise DemoError(f"--keyframe-interval: {cfg.MODEL.META_ARCHITECTURE} has no keyframes "
+                        "(no registered keyframe interval key)")
     families = set_score_threshold(cfg, args.confidence_threshold)
     if not families:
         logger.info("no registered test-time threshold for this model: filtering scores only")

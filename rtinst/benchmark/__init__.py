@@ -7,6 +7,7 @@ from .detections import (
     BUILTIN_FAMILIES,
     DetectionFamily,
     fix_detection_count,
+    set_keyframe_interval,
     set_score_threshold,
 )
 from .inputs import (
@@ -55,5 +56,6 @@ __all__ = [
     "resize_transform",
     "resolve_weights",
     "run_benchmark",
+    "set_keyframe_interval",
     "set_score_threshold",
 ]

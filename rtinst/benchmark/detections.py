@@ -28,6 +28,9 @@ class DetectionFamily:
     max_detections: tuple = ()  # detections kept per image: set to K
     candidate_pools: tuple = ()  # candidates kept before NMS: raised to at least K
     nms_thresholds: tuple = ()  # NMS IoU thresholds: 1.0 when NMS alone could leave fewer than K
+    # a video model's keyframe interval (frames per keyframe; 1: every frame is one), which
+    # ``tools/demo.py --keyframe-interval`` sets
+    keyframe_intervals: tuple = ()
     # called on a randomly initialised model before it is measured; returns what it changed
     # (for the benchmark's record) or None
     prepare_untrained: Optional[Callable[[torch.nn.Module], Optional[str]]] = None
@@ -95,6 +98,15 @@ def set_score_threshold(cfg, threshold):
             for item in (key, min(float(threshold), config_value(cfg, key)))
         ])
     return sorted(families)
+
+
+def set_keyframe_interval(cfg, interval):
+    """Sets the keyframe interval of ``cfg``'s families to ``interval``; returns the keys set
+    (empty when the model has none: it is no keyframe model)."""
+    keys = [key for family in matching_families(cfg).values()
+            for key in family.keyframe_intervals]
+    cfg.merge_from_list([item for key in keys for item in (key, int(interval))])
+    return keys
 
 
 def fix_detection_count(cfg, k):

@@ -26,6 +26,7 @@ register_method(
     detection_families={("MODEL.META_ARCHITECTURE", "MobileInst"): DetectionFamily(
         score_thresholds=("MODEL.MOBILEINST.TEST.SCORE_THRESH",),
         max_detections=("MODEL.MOBILEINST.TEST.TOPK",),
+        keyframe_intervals=("MODEL.MOBILEINST.VIDEO.KERNEL_REUSE_FRAMES",),
     )},
     export_pipelines={"MobileInst": mobileinst_export_pipeline},
     track_associations={"KernelCosine": KernelCosine},

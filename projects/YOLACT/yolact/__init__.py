@@ -3,6 +3,8 @@ importing this package registers the ``YOLACT`` and ``YolactEdge`` meta-architec
 backbones and dataset mappers, and declares the method to rtinst with its config keys
 (``add_yolact_config``) and its converter of the reference's checkpoints
 (``convert_checkpoint``)."""
+import dataclasses
+
 from rtinst import register_method
 from rtinst.benchmark import DetectionFamily
 
@@ -35,7 +37,9 @@ register_method(
     dataset_mappers={"YOLACTDatasetMapper": YOLACTDatasetMapper,
                      "YOLACTClipMapper": build_yolact_clip_mapper},
     detection_families={("MODEL.META_ARCHITECTURE", "YOLACT"): _DETECTION_FAMILY,
-                        ("MODEL.META_ARCHITECTURE", "YolactEdge"): _DETECTION_FAMILY},
+                        ("MODEL.META_ARCHITECTURE", "YolactEdge"): dataclasses.replace(
+                            _DETECTION_FAMILY,
+                            keyframe_intervals=("MODEL.YOLACT_EDGE.KEYFRAME_INTERVAL",))},
     export_pipelines={"YOLACT": YOLACTExportPipeline,
                       "YolactEdge": yolact_edge_export_pipeline},
     checkpoint_converters={"YOLACT": convert_checkpoint, "YolactEdge": convert_checkpoint},
