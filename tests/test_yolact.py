@@ -258,6 +258,20 @@ def test_mask_rescoring_reorders_detections_by_predicted_iou():
     assert classes[:2].tolist() == [1, 1]
 
 
+@pytest.mark.parametrize("clip, expected", [(True, [32.0, 0.0, 32.0, 10.0]),
+                                             (False, [40.0, 0.0, 32.0, 10.0])])
+def test_a_box_wholly_outside_is_clipped_or_left_inverted_as_the_reference(clip, expected):
+    """MODEL.YOLACT.CLIP_BOXES: clipped to the image, or the reference's per-side clamp (x1, y1
+    >= 0, x2 <= w, y2 <= h), which leaves a box right of a 32 px image inverted."""
+    inference = YOLACTInference(box2box_transform=Box2BoxTransform((10.0, 10.0, 5.0, 5.0)),
+                                score_threshold=0.05, clip_boxes=clip)
+    deltas, logits, coefficients, prototypes, _ = _two_detections()
+    anchors = torch.tensor([[40.0, -4.0, 56.0, 10.0], [40.0, -4.0, 56.0, 10.0]])
+    boxes, *_ = inference(deltas, logits, coefficients, prototypes, anchors, (32, 32), (32, 32),
+                          (32, 32))
+    assert boxes[0].tolist() == expected
+
+
 def test_mask_iou_head_on_prototypes_of_any_size():
     head = MaskIoUHead(num_classes=80)
     assert head(torch.rand(3, 1, 138, 138)).shape == (3, 80)

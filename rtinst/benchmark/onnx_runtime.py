@@ -38,18 +38,30 @@ def export_runtime_models(model, folder, height, width, input_format, num_thread
     ``num_threads`` intra-op threads; with ``int8`` ("dynamic" or "static", the latter calibrated
     on ``calibration_images``, BGR uint8 arrays) also its INT8 version. Raises TypeError (or
     ValueError) for a model that cannot be exported (``rtinst.export.export_pipeline``)."""
-    from rtinst.export import ONNXPredictor, export_onnx, quantize_onnx
+    from rtinst.export import (ONNXPredictor, VideoONNXPredictor, export_onnx, export_pipeline,
+                               quantize_onnx)
+    from rtinst.export.graphs import declares_graphs
+    from rtinst.export.video_export import graph_files
 
     folder = Path(folder)
     if next(model.parameters()).device.type != "cpu":
         model = copy.deepcopy(model).cpu()  # exported with a CPU example input
     path = export_onnx(model, folder / "model.onnx", height, width, input_format=input_format)
-    entries = [("onnxruntime", None, ONNXRuntimeModel(ONNXPredictor(path, num_threads)))]
+    # a video model's keyframe and frame graphs run in turn, the images taken as one video's
+    # frames in order
+    video = declares_graphs(export_pipeline(model, height, width))
+    predictor = VideoONNXPredictor if video else ONNXPredictor
+    entries = [("onnxruntime", None, ONNXRuntimeModel(predictor(path, num_threads)))]
     if int8:
-        int8_path = quantize_onnx(path, folder / f"model_int8_{int8}.onnx", int8,
-                                  calibration_images)
+        target = folder / f"int8_{int8}" / "model.onnx"
+        target.parent.mkdir(exist_ok=True)
+        sources = graph_files(path).values() if video else [path]
+        for source in sources:  # (a video set keeps its file names: its metadata names them)
+            quantized = quantize_onnx(source, target.with_name(Path(source).name), int8,
+                                      calibration_images)
+        int8_path = graph_files(target)["keyframe"] if video else quantized
         entries.append(
-            ("onnxruntime int8", int8, ONNXRuntimeModel(ONNXPredictor(int8_path, num_threads)))
+            ("onnxruntime int8", int8, ONNXRuntimeModel(predictor(int8_path, num_threads)))
         )
     return entries
 

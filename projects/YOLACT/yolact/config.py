@@ -44,6 +44,9 @@ def add_yolact_config(cfg):
     _C.DETECTIONS_PER_IMAGE = 100
     _C.MASK_THRESHOLD = 0.5
     _C.CROP_PADDING = 1.0  # prototype pixels added around a box when cropping its mask
+    # boxes clipped to the image (Detectron2's Boxes.clip); False: the reference's per-side clamp
+    # (x1, y1 >= 0; x2 <= w, y2 <= h), which leaves a box wholly outside the image inverted
+    _C.CLIP_BOXES = True
     # YOLACT++ (TPAMI 2020, Sec. 3): fast mask re-scoring; deformable blocks every
     # DEFORM_INTERVAL-th block of the stages MODEL.RESNETS.DEFORM_ON_PER_STAGE selects
     _C.MASK_RESCORING = False

@@ -38,8 +38,9 @@ class YOLACTInference:
     def __init__(self, *, box2box_transform: Box2BoxTransform, nms_type: str = "fast",
                  nms_threshold: float = 0.5, top_k: int = 200, score_threshold: float = 0.05,
                  max_detections: int = 100, mask_threshold: float = 0.5,
-                 crop_padding: float = 1.0):
+                 crop_padding: float = 1.0, clip_boxes: bool = True):
         self.box2box_transform = box2box_transform
+        self.clip_boxes = clip_boxes
         self.nms_type = nms_type
         self.nms_threshold = nms_threshold
         self.top_k = top_k
@@ -88,7 +89,9 @@ class YOLACTInference:
                  input_size: Tuple[int, int], image_size: Tuple[int, int],
                  output_size: Tuple[int, int], mask_iou_head: Optional[MaskIoUHead] = None):
         """``detect``, then boxes and masks mapped from the part of the input that holds the
-        image (``image_size`` (h, w), top-left) to ``output_size``: boxes clipped to it, masks
+        image (``image_size`` (h, w), top-left) to ``output_size``: boxes clipped to it (or,
+        without ``clip_boxes``, as the reference's ``sanitize_coordinates``: x1, y1 >= 0 and
+        x2 <= w, y2 <= h each on its own, so that a box wholly outside stays inverted), masks
         resized to it and thresholded (bool)."""
         boxes, scores, classes, masks, confidences = self.detect(
             box_deltas, class_logits, coefficients, prototypes, anchors, input_size,
@@ -98,6 +101,13 @@ class YOLACTInference:
         region = (image_h * hp / input_size[0], image_w * wp / input_size[1])
         masks = resize_masks(masks, region, output_size) > self.mask_threshold
         scale = boxes.new_tensor([output_size[1] / image_w, output_size[0] / image_h]).repeat(2)
-        boxes = Boxes(boxes * scale)
-        boxes.clip(output_size)
-        return boxes.tensor, scores, classes, masks, confidences
+        boxes = boxes * scale
+        if self.clip_boxes:
+            boxes = Boxes(boxes)
+            boxes.clip(output_size)
+            boxes = boxes.tensor
+        else:
+            height, width = output_size
+            boxes = torch.stack([boxes[:, 0].clamp(min=0), boxes[:, 1].clamp(min=0),
+                                 boxes[:, 2].clamp(max=width), boxes[:, 3].clamp(max=height)], 1)
+        return boxes, scores, classes, masks, confidences

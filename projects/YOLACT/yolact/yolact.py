@@ -125,6 +125,7 @@ class YOLACT(nn.Module):
                 nms_threshold=ycfg.NMS_THRESH, top_k=ycfg.NMS_TOP_K,
                 score_threshold=ycfg.SCORE_THRESH, max_detections=ycfg.DETECTIONS_PER_IMAGE,
                 mask_threshold=ycfg.MASK_THRESHOLD, crop_padding=ycfg.CROP_PADDING,
+                clip_boxes=ycfg.CLIP_BOXES,
             ),
             "input_size": ycfg.INPUT_SIZE,
             "preserve_aspect_ratio": ycfg.PRESERVE_ASPECT_RATIO,
