@@ -1,5 +1,5 @@
-"""Freezing a sub-network (YolactEdge trains its flow network with the rest frozen; Detectron2's
-ResNet freezes its first stages the same way): no gradient for its parameters, and its
+"""Freezing a sub-network (rtinst's staged backbones' first stages, ``FREEZE_AT``, as
+Detectron2's ResNet freezes its own): no gradient for its parameters, and its
 BatchNorm layers turned into Detectron2's ``FrozenBatchNorm2d`` (fixed statistics and affine
 transform), so that ``model.train()`` changes nothing in it."""
 from detectron2.layers import FrozenBatchNorm2d
