@@ -15,4 +15,4 @@ else
 fi
 echo "golden tests again with ${caps[*]}"
 env "${caps[@]}" .venv/bin/python -m pytest -q tests/test_reference_golden.py \
-  tests/test_golden_outputs.py tests/test_yolact_reference.py
+  tests/test_golden_outputs.py tests/test_yolact_reference.py tests/test_yolact_edge_reference.py

@@ -3,7 +3,8 @@
 stage's random affine motion (``MODEL.YOLACT_EDGE.FLOW_MAX_*``), against a zero flow's, as JSON.
 
 Example (the flow-pretrained shapes model, on shapes_val):
-  python projects/YOLACT/tools/flow_epe.py --config-file configs/YolactEdge/MNv2_shapes_video.yaml \\
+  python projects/YOLACT/tools/flow_epe.py \\
+      --config-file configs/YolactEdge/MNv2_shapes_video.yaml \\
       --weights output/yolactedge/flow/model_final.pth --dataset shapes_val --images 64 \\
       --json benchmarks/yolactedge_flow_epe.json
 """
