@@ -95,3 +95,21 @@ def test_interval_one_exports_yolacts_single_graph(tmp_path):
     model = build_model(edge_cfg("MODEL.YOLACT_EDGE.KEYFRAME_INTERVAL", "1")).eval()
     path = export_onnx(model, tmp_path / "edge.onnx", HEIGHT, WIDTH, input_format="RGB")
     assert path.exists() and not (tmp_path / "edge.keyframe.onnx").exists()
+
+
+def test_the_benchmark_times_the_video_graphs_in_turn(trained, tmp_path):
+    """tools/benchmark.py --onnx --onnx-int8: a video export's entries (FP32, INT8) run the
+    keyframe and frame graphs in turn over the frames, as the PyTorch video path."""
+    from rtinst.benchmark.onnx_runtime import export_runtime_models
+    model, _ = trained
+    entries = export_runtime_models(model, tmp_path, HEIGHT, WIDTH, "RGB", 2, int8="dynamic")
+    assert [label for label, _, _ in entries] == ["onnxruntime", "onnxruntime int8"]
+    for _, _, runtime in entries:
+        assert isinstance(runtime.predictor, VideoONNXPredictor)
+        graphs = []
+        for photo in _pan(4):
+            rgb = torch.from_numpy(np.ascontiguousarray(photo[:, :, ::-1])).permute(2, 0, 1)
+            (outputs,) = runtime([{"image": rgb}])
+            graphs.append(runtime.predictor.last_graph)
+        assert len(outputs["instances"]) > 0
+        assert graphs == ["keyframe", "frame", "frame", "keyframe"]

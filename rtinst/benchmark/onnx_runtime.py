@@ -46,7 +46,8 @@ def export_runtime_models(model, folder, height, width, input_format, num_thread
     folder = Path(folder)
     if next(model.parameters()).device.type != "cpu":
         model = copy.deepcopy(model).cpu()  # exported with a CPU example input
-    path = export_onnx(model, folder / "model.onnx", height, width, input_format=input_format)
+    asked = folder / "model.onnx"  # (a video export writes model.keyframe.onnx, model.frame.onnx)
+    path = export_onnx(model, asked, height, width, input_format=input_format)
     # a video model's keyframe and frame graphs run in turn, the images taken as one video's
     # frames in order
     video = declares_graphs(export_pipeline(model, height, width))
@@ -55,7 +56,7 @@ def export_runtime_models(model, folder, height, width, input_format, num_thread
     if int8:
         target = folder / f"int8_{int8}" / "model.onnx"
         target.parent.mkdir(exist_ok=True)
-        sources = graph_files(path).values() if video else [path]
+        sources = graph_files(asked).values() if video else [path]
         for source in sources:  # (a video set keeps its file names: its metadata names them)
             quantized = quantize_onnx(source, target.with_name(Path(source).name), int8,
                                       calibration_images)
