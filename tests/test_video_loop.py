@@ -73,6 +73,20 @@ def test_each_video_starts_from_the_models_initial_state():
     assert loop.model_seconds > 0 and loop.association_seconds > 0
 
 
+def test_a_frame_of_another_size_is_refused_by_name():
+    class Resizing(ImageModel):
+        def forward(self, batched_inputs):
+            outputs = super().forward(batched_inputs)
+            size = batched_inputs[0]["size"]
+            outputs[0]["instances"] = Instances(size, **outputs[0]["instances"].get_fields())
+            return outputs
+
+    loop = VideoLoop(Resizing(), RecordingTracker())
+    loop.step({"weight": 0.5, "size": (10, 10), "file_name": "a.jpg"})
+    with pytest.raises(ValueError, match=r"b.jpg: a frame of 12x10 in a video of 10x10"):
+        loop.step({"weight": 0.5, "size": (12, 10), "file_name": "b.jpg"})
+
+
 def test_an_image_model_runs_frame_by_frame_without_state():
     model = ImageModel()
     assert isinstance(as_video_model(model), ImageModelAsVideo)

@@ -65,14 +65,24 @@ class VideoLoop:
         self.tracker = tracker
         self.state = self.model.video_state()
         self.frames = 0
+        self.frame_size = None  # the first frame's (height, width): every frame's
         self.model_seconds = self.association_seconds = self.last_association_seconds = 0.0
 
     def step(self, inputs):
         """The outputs of the next frame, ``"instances"`` being the tracked ones (with
-        ``pred_ids``) and ``"detections"`` the model's own."""
+        ``pred_ids``) and ``"detections"`` the model's own. A frame of another size than the
+        first is a ``ValueError`` (the tracks' masks are of the first frame's size)."""
         start = time.perf_counter()
         outputs, self.state = self.model.forward_frame(inputs, self.state)
         instances = outputs["instances"].to("cpu")
+        if self.frame_size is None:
+            self.frame_size = tuple(instances.image_size)
+        elif tuple(instances.image_size) != self.frame_size:
+            where = inputs.get("file_name", f"frame {self.frames}")
+            raise ValueError(f"{where}: a frame of {instances.image_size[0]}x"
+                             f"{instances.image_size[1]} in a video of {self.frame_size[0]}x"
+                             f"{self.frame_size[1]} frames: the frames of one video must have "
+                             "one size")
         middle = time.perf_counter()
         tracked = self.tracker.update(instances, outputs)
         self.last_association_seconds = time.perf_counter() - middle

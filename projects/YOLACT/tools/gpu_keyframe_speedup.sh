@@ -6,15 +6,28 @@
 #
 # On the GPU machine (no network; its own CUDA torch): first
 #   bash scripts/setup.sh --offline WHEELHOUSE --system-torch
-# (WHEELHOUSE made by scripts/make_wheelhouse.sh and carried along)
-# then: bash projects/YOLACT/tools/gpu_keyframe_speedup.sh
-# Tried here on the CPU: DEVICE=cpu ITERS=5 bash projects/YOLACT/tools/gpu_keyframe_speedup.sh
+# (WHEELHOUSE made by scripts/make_wheelhouse.sh and carried along), then
+#   bash projects/YOLACT/tools/gpu_keyframe_speedup.sh
+# On the CPU (as measured here, with ONNX Runtime too):
+#   DEVICE=cpu ITERS=20 EXTRA="--onnx --threads 2" OUT=out \
+#       bash projects/YOLACT/tools/gpu_keyframe_speedup.sh
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=${OUT:-.}
-"${PYTHON:-.venv/bin/python}" tools/benchmark.py \
+python=${PYTHON:-.venv/bin/python}
+photo=${PHOTO:-../shared/data/coco_train2017_mini/train2017/000000000790.jpg}
+# the frames of one video: a COCO photo seen by a camera panning 8 x 6 px per frame
+"$python" -c "
+import os, sys, cv2
+folder, photo = sys.argv[1], cv2.imread(sys.argv[2])
+os.makedirs(folder, exist_ok=True)
+for t in range(10):
+    cv2.imwrite(f'{folder}/{t:05d}.png', photo[6 * t:6 * t + 360, 8 * t:8 * t + 540])
+" "$out/frames" "$photo"
+# shellcheck disable=SC2086
+"$python" tools/benchmark.py \
   --config-file configs/YOLACT/yolact_R_101_550.yaml configs/YolactEdge/yolactedge_R_101_550.yaml \
-  --baseline none --video --device "${DEVICE:-cuda}" --input-size 550x550 \
-  --images "${IMAGES:-../shared/data/coco_train2017_mini/train2017}" --num-images 10 \
-  --iters "${ITERS:-100}" --num-detections 10 \
-  --json "$out/yolactedge_gpu_speedup.json" --markdown "$out/yolactedge_gpu_speedup.md"
+  --baseline none --video --device "${DEVICE:-cuda}" --input-size 550x550 --images "$out/frames" \
+  --iters "${ITERS:-100}" --num-detections 10 ${EXTRA:-} \
+  --json "$out/yolactedge_gpu_speedup.json" --markdown "$out/yolactedge_gpu_speedup.md" \
+  --opts DATASETS.TRAIN "()" DATASETS.TEST "()"
