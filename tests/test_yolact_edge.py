@@ -246,8 +246,11 @@ def smooth_images(count, seed, size=128):
 @pytest.mark.slow
 def test_flow_pretraining_learns_the_motion_of_held_out_pairs():
     """80 Adam steps of the "flow" stage on textured images: on other images and motions the
-    stride-16 flow's end-point error falls well below the zero flow's (untrained: above it;
-    the pretrained shapes model's figure is in benchmarks/, from tools/flow_epe.py)."""
+    stride-16 flow's end-point error falls below 0.75 of the zero flow's (untrained: above it).
+    The bound: 60 steps measured 0.61 of it (7.1 against 11.5 px), so 0.75 leaves room for
+    other CPU kernels, while a flow trained with the wrong sign (1.5 of it) or not learning
+    (about 1) fails. The pretrained shapes model's figure (4.8 against 20.3 px) is in
+    benchmarks/yolactedge_flow_epe_2026-12-07.json (tools/flow_epe.py)."""
     from yolact.flow_pretraining import held_out_end_point_errors
     edge = build(edge_cfg("MODEL.YOLACT_EDGE.TRAINING_STAGE", "flow"))
     held_out = torch.stack([edge.resize_and_normalize(x) for x in smooth_images(8, seed=99)])
