@@ -390,3 +390,13 @@ def test_export_tool_writes_every_graph_and_checks_parity_frame_by_frame(tmp_pat
     assert "fp32: graph alone" in caplog.text
     with pytest.raises(SystemExit, match="ToyVideoModel exports a video pipeline.*--quantize"):
         tool.main(arguments[:-3] + ["--quantize", "dynamic", *arguments[-3:]])
+
+
+def test_sessions_do_not_spin_after_a_run(exported):
+    """Spinning threads would hold the cores after each run, slowing whatever runs next (the
+    benchmark's interleaved models: the rows after an ONNX Runtime row ran 1.5-2x slower)."""
+    predictor = VideoONNXPredictor(exported)
+    assert len(predictor.sessions) == 2
+    for session in predictor.sessions.values():
+        options = session.get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"

@@ -43,13 +43,16 @@ def letterbox(image: np.ndarray, height: int, width: int, fill):
 
 
 def open_session(path, num_threads: int):
-    """(ONNX Runtime CPU session, metadata_props) of ``path``, an ``export_onnx`` file."""
+    """(ONNX Runtime CPU session, metadata_props) of ``path``, an ``export_onnx`` file. Its
+    threads do not spin-wait after a run: spinning threads hold the cores for a while after each
+    run and slow whatever runs next on them (the tracker, a PyTorch model, another session)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")
     options = ort.SessionOptions()
     options.intra_op_num_threads = num_threads
     options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     props = session.get_modelmeta().custom_metadata_map
     if "input_size" not in props:
