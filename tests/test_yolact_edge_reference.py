@@ -10,7 +10,6 @@ Here the same weights are converted into our model (``configs/YolactEdge/yolacte
 with the reference's 40 classes), which runs ``forward_frame`` on the two frames.
 """
 import dataclasses
-import importlib.util
 import json
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from detectron2.modeling import build_model
 from rtinst.engine import load_config
 from shared_files import COCO_MINI, require_shared
 from yolact import convert_reference_state_dict
+from yolact_seeded_weights import load_seeded_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = (Path(__file__).resolve().parent / "fixtures/yolact" /
@@ -37,15 +37,6 @@ TOLERANCES = dataclasses.replace(gt.YOLACT, mask_iou=0.99)
 FLOW_ATOL = 1e-4
 
 
-def _seeded():
-    """projects/YOLACT/tools/seeded_weights.py (not a package: loaded from its path)."""
-    path = ROOT / "projects/YOLACT/tools/seeded_weights.py"
-    spec = importlib.util.spec_from_file_location("seeded_weights", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def run():
     """(reference record, our outputs of both frames, our flow predictions on the second)."""
@@ -54,7 +45,7 @@ def run():
                     f"yolact_edge_reference_outputs.py")
     record = json.loads(FIXTURE.read_text())
     image = cv2.imread(str(require_shared(COCO_MINI / "train2017" / record["image"])))
-    seeded = _seeded()
+    seeded = load_seeded_weights()
     assert seeded.array_digest(image) == record["image_sha256"]
     state = seeded.seeded_state_dict(seeded.read_key_spec(FIXTURE.parent / record["key_spec"]),
                                      seeded.YOLACT_EDGE_RULE)

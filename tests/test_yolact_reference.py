@@ -9,7 +9,6 @@ the same seeded weights are converted into our model, which must give the same d
 (paired as sets: boxes, scores, classes, masks) and the same losses, within
 ``golden_tolerances.YOLACT``: what rounding moves between CPUs, measured.
 """
-import importlib.util
 import json
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 from rtinst.engine import load_config
 from yolact import convert_reference_state_dict
+from yolact_seeded_weights import load_seeded_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures/yolact"
@@ -34,19 +34,10 @@ LOSS_NAMES = {"B": "loss_box", "C": "loss_conf", "M": "loss_mask", "S": "loss_se
               "I": "loss_mask_iou"}
 
 
-def _seeded():
-    """projects/YOLACT/tools/seeded_weights.py (not a package: loaded from its path)."""
-    path = ROOT / "projects/YOLACT/tools/seeded_weights.py"
-    spec = importlib.util.spec_from_file_location("seeded_weights", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module", params=list(CASES))
 def case(request):
     """(reference record, our model with the reference's seeded weights converted, seeded)."""
-    seeded = _seeded()
+    seeded = load_seeded_weights()
     record = json.loads((FIXTURES / f"{request.param}_reference.json").read_text())
     state = seeded.seeded_state_dict(seeded.read_key_spec(FIXTURES / record["key_spec"]))
     assert seeded.state_dict_digest(state) == record["weights_sha256"]

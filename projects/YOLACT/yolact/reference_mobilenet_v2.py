@@ -12,9 +12,8 @@ from torch import nn
 
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
-from rtinst.modeling.backbone.mobilenet_v2 import (load_pretrained_mobilenet_v2,
-                                                   pretrained_weights_path)
-from rtinst.modeling.backbone.pretrained import convert_norm, warn_frozen_norm_from_scratch
+from rtinst.modeling.backbone.mobilenet_v2 import mobilenet_v2_from_config
+from rtinst.modeling.backbone.pretrained import convert_norm
 from rtinst.modeling.backbone.staged import StagedBackbone
 
 from .fpn import YOLACTFPN
@@ -48,14 +47,6 @@ class ReferenceMobileNetV2(StagedBackbone):
 @BACKBONE_REGISTRY.register()
 def build_yolact_edge_mobilenet_v2_fpn_backbone(cfg, input_shape: ShapeSpec):
     """``ReferenceMobileNetV2`` (``MODEL.MOBILENET_V2.*``) + YOLACT's FPN."""
-    if input_shape.channels != 3:
-        raise ValueError(f"MobileNetV2 takes 3-channel images, got {input_shape.channels}")
-    mcfg = cfg.MODEL.MOBILENET_V2
-    state_dict = None
-    if mcfg.PRETRAINED:
-        state_dict = load_pretrained_mobilenet_v2(pretrained_weights_path())
-    bottom_up = ReferenceMobileNetV2(mcfg.OUT_FEATURES, mcfg.NORM, mcfg.FREEZE_AT, state_dict)
-    warn_frozen_norm_from_scratch(bottom_up, mcfg.NORM, "MODEL.MOBILENET_V2.NORM",
-                                  cfg.MODEL.WEIGHTS, mcfg.PRETRAINED)
+    bottom_up = mobilenet_v2_from_config(cfg, input_shape, ReferenceMobileNetV2)
     return YOLACTFPN(bottom_up, cfg.MODEL.FPN.IN_FEATURES, cfg.MODEL.FPN.OUT_CHANNELS,
                      cfg.MODEL.YOLACT.FPN_EXTRA_LEVELS)

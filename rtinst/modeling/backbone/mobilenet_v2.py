@@ -25,6 +25,7 @@ __all__ = [
     "pretrained_weights_path",
     "load_pretrained_mobilenet_v2",
     "build_mobilenet_v2_backbone",
+    "mobilenet_v2_from_config",
     "build_fcos_mobilenet_v2_fpn_backbone",
     "build_mobilenet_v2_fpn_backbone",
 ]
@@ -99,13 +100,20 @@ class MobileNetV2(StagedBackbone):
 @BACKBONE_REGISTRY.register()
 def build_mobilenet_v2_backbone(cfg, input_shape: ShapeSpec) -> MobileNetV2:
     """MobileNetV2 from ``MODEL.MOBILENET_V2.*`` (3-channel input)."""
+    return mobilenet_v2_from_config(cfg, input_shape, MobileNetV2)
+
+
+def mobilenet_v2_from_config(cfg, input_shape: ShapeSpec, backbone_class):
+    """``backbone_class`` (``MobileNetV2`` or another grouping of torchvision's layers, with the
+    same constructor) from ``MODEL.MOBILENET_V2.*``: 3-channel input, the ImageNet weights when
+    ``PRETRAINED``, a warning for frozen norms trained from scratch."""
     if input_shape.channels != 3:
         raise ValueError(f"MobileNetV2 takes 3-channel images, got {input_shape.channels}")
     mcfg = cfg.MODEL.MOBILENET_V2
     state_dict = None
     if mcfg.PRETRAINED:
         state_dict = load_pretrained_mobilenet_v2(pretrained_weights_path())
-    backbone = MobileNetV2(
+    backbone = backbone_class(
         out_features=mcfg.OUT_FEATURES,
         norm=mcfg.NORM,
         freeze_at=mcfg.FREEZE_AT,
