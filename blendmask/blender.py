@@ -133,7 +133,8 @@ class Blender(nn.Module):
         )
         if self.num_bases > 1:
             masks = masks.sigmoid()
-        for d, m in zip(detections, masks.split([len(d) for d in detections])):
+        # shape[0], not len(): inside a traced ONNX graph the count is the graph's own
+        for d, m in zip(detections, masks.split([d.top_feat.shape[0] for d in detections])):
             d.pred_masks = m.unsqueeze(1)
 
     def loss(self, bases: torch.Tensor, positives: Instances, gt_instances: List[Instances]):

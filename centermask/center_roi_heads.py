@@ -18,13 +18,26 @@ from detectron2.modeling.roi_heads import (
     build_mask_head,
     select_foreground_proposals,
 )
-from detectron2.modeling.roi_heads.mask_head import mask_rcnn_inference, mask_rcnn_loss
+from detectron2.modeling.roi_heads.mask_head import mask_rcnn_loss
 from detectron2.structures import ImageList, Instances
 
 from .mask_scoring import MaskIoUHead, mask_iou_inference, mask_iou_loss, mask_iou_targets
 from .roi_assignment import ScaleAdaptiveROIPooler
 
 __all__ = ["CenterROIHeads"]
+
+
+def _set_mask_probabilities(mask_logits: torch.Tensor, instances: List[Instances]) -> None:
+    """Detectron2's ``mask_rcnn_inference``: each detection's ``pred_masks`` (1, R, R), the
+    probabilities of its class's mask, with each image's count read from its tensors (inside a
+    traced ONNX graph the count is the graph's own; ``len`` would freeze the tracing example's)."""
+    classes = cat([i.pred_classes for i in instances])
+    if mask_logits.shape[1] > 1:  # class-specific masks
+        rows = torch.arange(classes.shape[0], device=classes.device)
+        mask_logits = mask_logits[rows, classes][:, None]
+    counts = [i.pred_classes.shape[0] for i in instances]
+    for probs, image_instances in zip(mask_logits.sigmoid().split(counts), instances):
+        image_instances.pred_masks = probs
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -142,12 +155,8 @@ class CenterROIHeads(ROIHeads):
         """Masks (and mask scores) for given detections with ``pred_boxes``/``pred_classes``."""
         roi_features = self._pool(features, instances, "pred_boxes")
         mask_logits = self.mask_head.layers(roi_features)
-        mask_rcnn_inference(mask_logits, instances)
+        _set_mask_probabilities(mask_logits, instances)
         if self.maskiou_head is None:
-            return instances
-        if len(mask_logits) == 0:
-            for i in instances:
-                i.mask_scores = i.scores
             return instances
         mask_probs = cat([i.pred_masks for i in instances])
         mask_iou_inference(self.maskiou_head(roi_features, mask_probs), instances, self.clamp_iou)

@@ -167,8 +167,10 @@ def mask_iou_inference(pred_iou: torch.Tensor, instances: List[Instances],
         clamp_iou: clamp the predicted IoU to [0, 1] first (centermask2 does not).
     """
     classes = cat([i.pred_classes for i in instances])
-    ious = pred_iou[torch.arange(len(classes), device=classes.device), classes]
+    # shape[0], not len(): inside a traced ONNX graph the count is the graph's own
+    ious = pred_iou[torch.arange(classes.shape[0], device=classes.device), classes]
     if clamp_iou:
         ious = ious.clamp(0, 1)
-    for image_ious, image_instances in zip(ious.split([len(i) for i in instances]), instances):
+    counts = [i.scores.shape[0] for i in instances]
+    for image_ious, image_instances in zip(ious.split(counts), instances):
         image_instances.mask_scores = image_instances.scores * image_ious

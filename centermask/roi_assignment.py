@@ -31,10 +31,9 @@ def assign_boxes_to_levels_by_ratio(
         (M,) int64 level of each box (concatenated over images) minus ``min_level``.
     """
     box_areas = cat([boxes.area() for boxes in box_lists])
-    image_areas = cat([
-        boxes.tensor.new_full((len(boxes),), float(height * width))
-        for boxes, (height, width) in zip(box_lists, image_sizes)
-    ])
+    # (sizes may be tensors: a traced ONNX graph's image size)
+    image_areas = cat([boxes.tensor.new_ones(boxes.tensor.shape[0]) * (height * width)
+                       for boxes, (height, width) in zip(box_lists, image_sizes)])
     # a degenerate (zero-area) box is as small as a box can be: the finest level
     ratios = image_areas / box_areas.clamp(min=torch.finfo(box_areas.dtype).tiny)
     levels = torch.ceil(max_level - torch.log2(ratios))
@@ -76,8 +75,9 @@ class ScaleAdaptiveROIPooler(ROIPooler):
         levels = assign_boxes_to_levels_by_ratio(
             box_lists, image_sizes, self.min_level, self.max_level
         )
-        output = x[0].new_zeros((len(boxes), x[0].shape[1]) + tuple(self.output_size))
-        for level, pooler in enumerate(self.level_poolers):
-            inds = nonzero_tuple(levels == level)[0]
-            output.index_put_((inds,), pooler(x[level], boxes[inds]))
-        return output
+        # per level, then back into the boxes' order (no assignment into a preallocated
+        # tensor: a traced ONNX graph keeps the tracing example's value shapes)
+        at_levels = [nonzero_tuple(levels == level)[0] for level in range(len(x))]
+        pooled = cat([pooler(x[level], boxes[inds])
+                      for level, (pooler, inds) in enumerate(zip(self.level_poolers, at_levels))])
+        return pooled[torch.argsort(cat(at_levels))]

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from detectron2.config import configurable
-from detectron2.layers import ShapeSpec, cat
+from detectron2.layers import ShapeSpec, cat, nonzero_tuple
 from detectron2.modeling import PROPOSAL_GENERATOR_REGISTRY
 from detectron2.structures import ImageList, Instances
 
@@ -186,12 +186,14 @@ class FCOS(nn.Module):
         detections = self.postprocess_test(logits, bbox_reg, ctrness, locations, image_sizes)
         if top_module is not None:
             for i, instances in enumerate(detections):
-                top_feat = bbox_towers[0].new_empty((len(instances), top_module.out_channels))
-                for level, tower in enumerate(bbox_towers):
-                    at_level = instances.fpn_levels == level
-                    top_feat[at_level] = conv2d_at_locations(
-                        top_module, tower[i], instances.location_inds[at_level])
-                instances.top_feat = top_feat
+                # per level, then back into the detections' order (no assignment into a
+                # preallocated tensor: a traced ONNX graph keeps the example's value shapes)
+                at_levels = [nonzero_tuple(instances.fpn_levels == level)[0]
+                             for level in range(len(bbox_towers))]
+                top_feat = cat([conv2d_at_locations(top_module, tower[i],
+                                                    instances.location_inds[at_level])
+                                for tower, at_level in zip(bbox_towers, at_levels)])
+                instances.top_feat = top_feat[torch.argsort(cat(at_levels))]
         return detections
 
     @torch.no_grad()

@@ -8,6 +8,7 @@ the empty ones after the top-k, so the masks are pooled from the unclipped boxes
 top-k keeps every detection tied with the k-th score. ``clip_before_nms`` clips before the NMS
 and drops boxes clipped to nothing before the top-k (masks then pooled from the clipped box).
 """
+import math
 from typing import List, Sequence, Tuple
 
 import torch
@@ -16,6 +17,14 @@ from detectron2.layers import batched_nms
 from detectron2.structures import Boxes, Instances
 
 __all__ = ["FCOSPostprocessor"]
+
+
+def _at_most(k: int, size):
+    """min(k, size); inside a traced ONNX graph whose input size varies, a tensor that
+    follows ``size`` (a Python ``min`` would freeze the tracing example's)."""
+    if torch.jit.is_tracing():
+        return torch.clamp(torch.as_tensor(size), max=k)
+    return min(k, size)
 
 
 class FCOSPostprocessor:
@@ -96,17 +105,18 @@ class FCOSPostprocessor:
         distances = bbox_reg.reshape(num_images, 4, -1).permute(0, 2, 1)
         if self.norm_reg_targets:
             distances = distances * self.strides[level]
-        thresholded = combined if self.thresh_with_ctr else cls_prob
+        above = (combined if self.thresh_with_ctr else cls_prob) > self.score_threshold
 
         results = []
         for i, image_size in enumerate(image_sizes):
-            location_inds, classes = torch.nonzero(
-                thresholded[i] > self.score_threshold, as_tuple=True
-            )
-            candidate_scores = combined[i, location_inds, classes]
-            if len(candidate_scores) > self.pre_nms_topk:
-                candidate_scores, keep = candidate_scores.topk(self.pre_nms_topk)
-                location_inds, classes = location_inds[keep], classes[keep]
+            # the top pre_nms_topk of the candidates above the threshold: a top-k of fixed size
+            # over the whole map, then the threshold (the same candidates as thresholding first;
+            # tensor shapes that do not depend on the values, so this runs inside an ONNX graph)
+            flat = torch.where(above[i], combined[i], -1.0).flatten()
+            candidate_scores, index = flat.topk(_at_most(self.pre_nms_topk, flat.shape[0]))
+            index = index[above[i].flatten()[index]]
+            candidate_scores = combined[i].flatten()[index]
+            location_inds, classes = index // num_classes, index % num_classes
             points = locations[location_inds]
             ltrb = distances[i, location_inds]
             boxes = Boxes(torch.cat((points - ltrb[:, :2], points + ltrb[:, 2:]), dim=1))
@@ -132,8 +142,11 @@ class FCOSPostprocessor:
             instances.pred_boxes.tensor, instances.scores, instances.pred_classes,
             self.nms_threshold,
         )  # in decreasing score order
-        num_kept = self.post_nms_topk if self.post_nms_topk > 0 else len(keep)  # <= 0: no limit
-        if self.keep_ties and len(keep) > num_kept:
-            scores = instances.scores[keep]
-            num_kept = int((scores >= scores[num_kept - 1]).sum())
-        return instances[keep[:num_kept]]
+        if self.post_nms_topk <= 0:  # no limit
+            return instances[keep]
+        scores = instances.scores[keep]
+        kept = torch.arange(scores.shape[0], device=scores.device) < self.post_nms_topk
+        if self.keep_ties:  # and those tied with the k-th score (-inf: fewer than k)
+            kth = torch.cat([scores, scores.new_full((self.post_nms_topk,), -math.inf)])
+            kept = kept | (scores >= kth[self.post_nms_topk - 1])
+        return instances[keep[kept]]
