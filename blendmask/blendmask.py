@@ -16,6 +16,7 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.structures import ImageList
 
 from rtinst.modeling.layers import normal_init
 from rtinst.modeling.meta_arch import OneStageDetector, postprocess_detections
@@ -111,3 +112,17 @@ class BlendMask(OneStageDetector):
         self.blender(bases, results)
         return postprocess_detections(results, batched_inputs, images.image_sizes,
                                       self.mask_threshold)
+
+    export_output_names = ("boxes", "scores", "classes", "masks")
+
+    def export_outputs(self, images: torch.Tensor, image_size: torch.Tensor):
+        """One normalised (1, 3, H, W) canvas's detections and R x R mask probabilities, its
+        picture in the top-left ``image_size`` (``rtinst.export.BoxMaskPipeline``)."""
+        features = self._features(images)
+        bases, _ = self.basis_module(features, None)
+        batch = ImageList(images, [(image_size[0], image_size[1])])
+        results, _ = self.proposal_generator(batch, features, None, top_module=self.top_layer)
+        self.blender(bases, results)
+        detections = results[0]
+        return (detections.pred_boxes.tensor, detections.scores, detections.pred_classes,
+                detections.pred_masks[:, 0])

@@ -3,6 +3,7 @@ meta-architecture, ``CenterROIHeads`` and the ``SpatialAttentionMaskHead``, and 
 method to rtinst with its config keys (``add_centermask_config``). The VoVNetV2 backbones live in
 ``rtinst.modeling.backbone``."""
 from rtinst import register_method
+from rtinst.export import BoxMaskPipeline
 
 from .center_roi_heads import CenterROIHeads
 from .centermask import CenterMask
@@ -15,4 +16,5 @@ __all__ = ["CenterMask", "CenterROIHeads", "MaskIoUHead", "ScaleAdaptiveROIPoole
            "SpatialAttention", "SpatialAttentionMaskHead", "add_centermask_config",
            "assign_boxes_to_levels_by_ratio"]
 
-register_method("centermask", add_config=add_centermask_config)
+register_method("centermask", add_config=add_centermask_config,
+                export_pipelines={"CenterMask": BoxMaskPipeline})

@@ -3,8 +3,10 @@
 and ``CenterROIHeads`` adding SAG-Mask masks (and mask scores) to them."""
 from typing import Dict, List
 
+import torch
+
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
-from detectron2.structures import Instances
+from detectron2.structures import ImageList, Instances
 
 __all__ = ["CenterMask"]
 
@@ -48,3 +50,18 @@ class CenterMask(GeneralizedRCNN):
         proposals = [_as_proposals(d) for d in results["proposals"]]
         _, mask_losses = self.roi_heads(images, features, proposals, gt_instances)
         return {**detector_losses, **mask_losses}
+
+    @property
+    def export_output_names(self):
+        names = ("boxes", "scores", "classes", "masks")
+        return names + (("mask_scores",) if self.roi_heads.maskiou_head is not None else ())
+
+    def export_outputs(self, images: torch.Tensor, image_size: torch.Tensor):
+        """One normalised (1, 3, H, W) canvas's detections, R x R mask probabilities (and mask
+        scores), its picture in the top-left ``image_size`` (``rtinst.export.BoxMaskPipeline``)."""
+        features = self.backbone(images)
+        batch = ImageList(images, [(image_size[0], image_size[1])])
+        detections, _ = self.proposal_generator(batch, features)
+        d = self.roi_heads.forward_with_given_boxes(features, detections)[0]
+        outputs = (d.pred_boxes.tensor, d.scores, d.pred_classes, d.pred_masks[:, 0])
+        return outputs + ((d.mask_scores,) if d.has("mask_scores") else ())

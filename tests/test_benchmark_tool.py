@@ -225,6 +225,7 @@ def test_cli_writes_json_and_markdown(tmp_path):
 
 
 BLITZMASK = "configs/BlitzMask/MNV2_shapes.yaml"
+SHAPES_MASK_RCNN = "configs/Mask-RCNN/MNV2_FPN_shapes.yaml"  # GeneralizedRCNN: no export pipeline
 # BlitzMask's mask branch: the Coefficients and Spanning Set branches and Eq. 1's assembly
 MASK_BRANCH = ["head.coefficients", "head.spanning_set", "masks"]
 
@@ -237,8 +238,9 @@ def test_fix_detection_count_for_blitzmask():
 
 @pytest.fixture(scope="module")
 def onnx_cli(tmp_path_factory):
-    """tools/benchmark.py --onnx(-int8) --flops --time-modules on a small BlitzMask (exportable) and
-    CenterMask (not exportable, and the baseline): (process result, JSON report, Markdown)."""
+    """tools/benchmark.py --onnx(-int8) --flops --time-modules on a small BlitzMask (exportable),
+    Detectron2's Mask R-CNN (not exportable) and CenterMask (the baseline: baselines are not
+    exported): (process result, JSON report, Markdown)."""
     folder = tmp_path_factory.mktemp("onnx_benchmark")
     json_path, md_path = folder / "out.json", folder / "out.md"
     command = [
@@ -246,7 +248,7 @@ def onnx_cli(tmp_path_factory):
         "tools/benchmark.py",
         "--config-file",
         BLITZMASK,
-        CENTERMASK,
+        SHAPES_MASK_RCNN,
         "--baseline",
         CENTERMASK,
         "--input-size",
@@ -288,7 +290,7 @@ def test_onnx_runtime_row_is_measured_with_the_others(onnx_cli):
         "BlitzMask/MNV2_shapes",
         "BlitzMask/MNV2_shapes [onnxruntime]",
         "BlitzMask/MNV2_shapes [onnxruntime int8]",
-        "CenterMask/MNV2_FPN_shapes#2",
+        "Mask-RCNN/MNV2_FPN_shapes",
     ]
     pytorch, onnx = rows["BlitzMask/MNV2_shapes"], rows["BlitzMask/MNV2_shapes [onnxruntime]"]
     int8 = rows["BlitzMask/MNV2_shapes [onnxruntime int8]"]
@@ -313,11 +315,11 @@ def test_onnx_runtime_row_is_measured_with_the_others(onnx_cli):
 @pytest.mark.slow
 def test_models_that_cannot_be_exported_get_no_onnx_row(onnx_cli):
     result, report, _ = onnx_cli
-    assert [row["runtime"] for row in report["models"] if "CenterMask" in row["label"]] == [
+    assert [row["runtime"] for row in report["models"] if "BlitzMask" not in row["label"]] == [
         "pytorch",
         "pytorch",
     ]
-    assert "CenterMask/MNV2_FPN_shapes#2: no ONNX Runtime entry" in result.stderr
+    assert "Mask-RCNN/MNV2_FPN_shapes: no ONNX Runtime entry" in result.stderr
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ import importlib.util
 import json
 import logging
 
-import cv2
 import numpy as np
 import onnx
 import pytest
@@ -24,6 +23,7 @@ from rtinst.export import onnx_predictor
 from tiny_models import TINY_BLITZMASK_OPTS, tiny_blitzmask_cfg
 from tiny_models import EVERY_LEVEL_BOXES, batch_with_masks, train_on_batch
 from payloads import code_running_pkl
+from rect_datasets import hwc, write_rects_dataset
 from train_net_runner import ROOT
 
 SIZE = 128
@@ -46,16 +46,12 @@ def exported(trained_model, tmp_path_factory):
                        input_format="RGB")
 
 
-def _hwc(batch_item):
-    return batch_item["image"].permute(1, 2, 0).round().to(torch.uint8).numpy()
-
-
 def test_onnx_runtime_gives_pytorchs_instances(trained_model, exported):
     model, batch = trained_model
     predictor = ONNXPredictor(exported)
     pipeline = FixedSizePipeline(model, SIZE, SIZE)
     for item in batch:
-        image = _hwc(item)
+        image = hwc(item)
         with torch.no_grad():
             expected = pipeline(torch.from_numpy(image))
         parity = compare_outputs(expected, predictor.run(image))
@@ -67,7 +63,7 @@ def test_onnx_runtime_gives_pytorchs_instances(trained_model, exported):
 def test_pipeline_is_the_models_own_inference(trained_model):
     """What is exported is what ``model(batched_inputs)`` returns at the same size."""
     model, batch = trained_model
-    image = _hwc(batch[1])
+    image = hwc(batch[1])
     with torch.no_grad():
         boxes, scores, classes, masks = FixedSizePipeline(model, SIZE, SIZE)(
             torch.from_numpy(image))
@@ -114,12 +110,12 @@ def test_whole_pipeline_is_inside_the_graph(exported):
     props = {p.key: p.value for p in graph.metadata_props}
     assert props == {"input_format": "RGB", "input_size": f"{SIZE},{SIZE}",
                      "pad_value": "124,116,104",  # MODEL.PIXEL_MEAN, rounded
-                     "picture_fit": "letterbox"}
+                     "picture_fit": "letterbox", "mask_format": "image"}
 
 
 def test_predictor_maps_instances_back_to_the_original_image(exported, trained_model):
     _, batch = trained_model
-    rgb = _hwc(batch[1])
+    rgb = hwc(batch[1])
     # the same scene at twice the size, non-square (pad at the bottom), in BGR as cv2 reads it
     big = np.full((2 * SIZE, 3 * SIZE, 3), 20, np.uint8)
     big[:, : 2 * SIZE] = rgb.repeat(2, axis=0).repeat(2, axis=1)
@@ -135,12 +131,12 @@ def test_predictor_maps_instances_back_to_the_original_image(exported, trained_m
 def test_int8_quantization_writes_a_smaller_model_that_runs(exported, trained_model, mode,
                                                             tmp_path):
     _, batch = trained_model
-    images = [_hwc(item)[:, :, ::-1] for item in batch]  # BGR
+    images = [hwc(item)[:, :, ::-1] for item in batch]  # BGR
     target = quantize_onnx(exported, tmp_path / f"{mode}.onnx", mode, images)
     ops = {node.op_type for node in onnx.load(str(target)).graph.node}
     assert ops & {"ConvInteger", "QLinearConv", "DequantizeLinear"}
     assert target.stat().st_size < exported.stat().st_size
-    outputs = ONNXPredictor(target).run(_hwc(batch[1]))
+    outputs = ONNXPredictor(target).run(hwc(batch[1]))
     assert outputs[3].shape[1:] == (SIZE, SIZE)
 
 
@@ -163,36 +159,12 @@ def _export_tool():
     return tool
 
 
-def _coco_json(path, batch, with_annotations=True):
-    """A COCO annotation file for the images ``batch`` was written as (``<i>.png``): each
-    rectangle a box and a polygon, category ids 1-3."""
-    images, annotations = [], []
-    for i, item in enumerate(batch):
-        images.append({"id": i + 1, "file_name": f"{i}.png", "height": SIZE, "width": SIZE})
-        instances = item["instances"]
-        for box, label in zip(instances.gt_boxes.tensor.tolist(), instances.gt_classes.tolist()):
-            x0, y0, x1, y1 = box
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": i + 1, "category_id": label + 1,
-                "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": 0,
-                "segmentation": [[x0, y0, x1, y0, x1, y1, x0, y1]],
-            })
-    categories = [{"id": c, "name": name} for c, name in enumerate(["red", "green", "blue"], 1)]
-    path.write_text(json.dumps({"images": images, "categories": categories,
-                                "annotations": annotations if with_annotations else []}))
-    return path
-
-
 def test_export_tool_checks_parity_on_a_trained_checkpoint(trained_model, tmp_path, caplog):
     tool = _export_tool()
     model, batch = trained_model
     weights = tmp_path / "model.pth"
     torch.save({"model": model.state_dict()}, weights)
-    images = tmp_path / "images"
-    images.mkdir()
-    for i, item in enumerate(batch):
-        cv2.imwrite(str(images / f"{i}.png"), _hwc(item)[:, :, ::-1])
-    annotations = _coco_json(tmp_path / "rects.json", batch)
+    images, annotations = write_rects_dataset(tmp_path, batch)
     output = tmp_path / "out" / "model.onnx"
     caplog.set_level(logging.INFO, logger="rtinst.export")
     code = tool.main(["--config-file", str(ROOT / "configs/BlitzMask/MNV2_shapes.yaml"),
@@ -200,11 +172,17 @@ def test_export_tool_checks_parity_on_a_trained_checkpoint(trained_model, tmp_pa
                       "--images", str(images), "--quantize", "dynamic", "--time", "1",
                       "--dataset", f"rects_export_test={annotations},{images}",
                       "--evaluate", "rects_export_test",
-                      "--opts", *TINY_BLITZMASK_OPTS, "MODEL.WEIGHTS", str(weights)])
+                      "--opts", *TINY_BLITZMASK_OPTS, "MODEL.WEIGHTS", str(weights),
+                      "INPUT.MIN_SIZE_TEST", str(SIZE), "INPUT.MAX_SIZE_TEST", str(SIZE)])
     assert code == 0
     assert output.is_file() and output.with_suffix(".int8.onnx").is_file()
     assert "fp32: graph alone" in caplog.text and "int8: graph alone" in caplog.text
-    assert "fp32 rects_export_test: {" in caplog.text and '"segm"' in caplog.text
+    assert "graph input: 128x128" in caplog.text
+    assert "parity with PyTorch on 2 images (Predictor)" in caplog.text
+    table = json.loads(caplog.text.split("AP on rects_export_test: ")[1].splitlines()[0])
+    assert set(table) == {"fp32", "int8", "pytorch"}
+    assert abs(table["fp32"]["segm"] - table["pytorch"]["segm"]) < 0.5  # the same model
+    assert all(set(row) == {"bbox", "segm", "s_per_image"} for row in table.values())
 
 
 # the shapes config with a small FPN and head (its six classes from shapes_train/val)
@@ -239,16 +217,24 @@ def test_export_tool_refuses_another_models_checkpoint(tmp_path):
     assert not output.exists()
 
 
+def test_export_tool_refuses_a_model_without_export_before_loading_anything(tmp_path):
+    weights = tmp_path / "no_such_checkpoint.pth"  # never opened: the refusal comes first
+    output = tmp_path / "out" / "model.onnx"
+    with pytest.raises(SystemExit) as refusal:
+        _export_tool().main(["--config-file", str(ROOT / "configs/Mask-RCNN/MNV2_FPN_shapes.yaml"),
+                             "--output", str(output), "--evaluate", "no_such_dataset",
+                             "--opts", "MODEL.WEIGHTS", str(weights)])
+    message = str(refusal.value.code)
+    assert "no export pipeline 'GeneralizedRCNN' is registered" in message, message
+    assert "MODEL.META_ARCHITECTURE" in message and not output.exists()
+
+
 def test_export_tool_checks_the_evaluation_dataset_before_exporting(trained_model, tmp_path):
     error, output = _run_export_tool(tmp_path, "--evaluate", "no_such_dataset")
     assert "--evaluate no_such_dataset: not a registered dataset" in error
     assert "shapes_val" in error and not output.exists()
     _, batch = trained_model
-    images = tmp_path / "images"
-    images.mkdir()
-    for i, item in enumerate(batch):
-        cv2.imwrite(str(images / f"{i}.png"), _hwc(item)[:, :, ::-1])
-    annotations = _coco_json(tmp_path / "empty.json", batch, with_annotations=False)
+    images, annotations = write_rects_dataset(tmp_path, batch, with_annotations=False)
     error, output = _run_export_tool(
         tmp_path, "--dataset", f"unannotated_export_test={annotations},{images}",
         "--evaluate", "unannotated_export_test", opts=TINY_BLITZMASK_OPTS[:2])
@@ -273,7 +259,7 @@ def test_onnx_predictor_checks_images_as_the_pytorch_predictor_does(exported):
 
 def test_onnx_predictor_bounds_the_output_size(exported, trained_model, caplog):
     _, batch = trained_model
-    big = np.ascontiguousarray(_hwc(batch[1]).repeat(2, axis=0).repeat(3, axis=1)[:, :, ::-1])
+    big = np.ascontiguousarray(hwc(batch[1]).repeat(2, axis=0).repeat(3, axis=1)[:, :, ::-1])
     predictor = ONNXPredictor(exported, max_output_pixels=SIZE * SIZE)
     caplog.set_level(logging.WARNING)
     for _ in range(2):

@@ -226,7 +226,8 @@ def test_one_file_per_graph_with_the_state_and_the_policy_in_the_metadata(export
         props = {p.key: p.value for p in graph.metadata_props}
         assert json.loads(props.pop("video")) == video_props
         assert props == {"input_format": "BGR", "input_size": f"{SIZE},{SIZE}",
-                         "pad_value": "100,110,120", "picture_fit": "letterbox", "graph": role}
+                         "pad_value": "100,110,120", "picture_fit": "letterbox",
+                         "mask_format": "image", "graph": role}
         assert [i.name for i in graph.graph.input] == inputs
         assert [o.name for o in graph.graph.output] == outputs + written
     # any one file loads the set
@@ -245,7 +246,7 @@ def test_a_single_graph_export_runs_every_frame_on_its_own(tmp_path):
     path = export_onnx(ToyImageModel(), tmp_path / "image.onnx", SIZE, SIZE)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["image.onnx"]
     props = {p.key for p in onnx.load(str(path)).metadata_props}
-    assert props == {"input_format", "input_size", "pad_value", "picture_fit"}
+    assert props == {"input_format", "input_size", "pad_value", "picture_fit", "mask_format"}
     video_mode, image_mode = VideoONNXPredictor(path), ONNXPredictor(path)
     for frame in video(3):
         assert_same(video_mode(frame)["instances"], image_mode(frame)["instances"])
@@ -386,7 +387,8 @@ def test_export_tool_writes_every_graph_and_checks_parity_frame_by_frame(tmp_pat
     assert tool.main(arguments) == 0
     for role in ("keyframe", "frame"):
         assert f"wrote {output.parent / f'toy.{role}.onnx'}" in caplog.text
-    assert "parity with PyTorch on 5 frames of one video: {\"parity_ok\": true" in caplog.text
+    assert ("parity with PyTorch on 5 frames of one video (PyTorch pipeline): "
+            "{\"parity_ok\": true") in caplog.text
     assert "fp32: graph alone" in caplog.text
     with pytest.raises(SystemExit, match="ToyVideoModel exports a video pipeline.*--quantize"):
         tool.main(arguments[:-3] + ["--quantize", "dynamic", *arguments[-3:]])

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Exports a model's whole inference pipeline (preprocessing, network, peak extraction, mask
-assembly, thresholding) to ONNX for one input size, checks it, and compares it with PyTorch.
-A video model's pipeline (keyframe and frame graphs with state) writes one file per graph and is
-compared frame by frame over the images taken as one video's frames.
+"""Exports a model's whole inference pipeline (preprocessing, network, decoding, NMS, mask
+stage, thresholding) to ONNX, checks it, and compares it with PyTorch: on each image, the
+``Predictor``'s instances against the ``ONNXPredictor``'s (matched as sets: score, box, mask IoU,
+unmatched instances). The graph's size defaults to the model's own test size (printed); the
+FCOS family's graphs take any size (padded as Detectron2 pads). A video model's pipeline
+(keyframe and frame graphs with state) writes one file per graph and is compared frame by frame
+with the PyTorch pipeline over the images taken as one video's frames.
 
 Examples:
   python tools/export_onnx.py --config-file configs/BlitzMask/blitzmask_MNv2_320.yaml \\
@@ -14,7 +17,9 @@ Examples:
       --opts MODEL.WEIGHTS m.pth
 
 MODEL.WEIGHTS loads as rtinst.engine.Predictor loads it (no code in the file runs; a checkpoint
-that does not fit the model is refused); --evaluate is checked before anything is exported.
+that does not fit the model is refused); a model without an export pipeline is refused before
+anything is loaded; --evaluate is checked before anything is exported, and gives the ONNX
+model(s)' AP next to the Predictor's.
 """
 import argparse
 import json
@@ -33,12 +38,13 @@ from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
 from rtinst.benchmark.inputs import list_images, random_images
 from rtinst.engine import load_config
-from rtinst.engine.predictor import load_weights
+from rtinst.engine.predictor import Predictor, load_weights
 from rtinst.errors import CheckpointError, ConfigError, DatasetError
 from rtinst.export import (
     ONNXPredictor,
     PipelineVideo,
     VideoONNXPredictor,
+    compare_instances,
     compare_outputs,
     evaluate_onnx,
     export_onnx,
@@ -46,6 +52,7 @@ from rtinst.export import (
     quantize_onnx,
 )
 from rtinst.export.graphs import declares_graphs
+from rtinst.methods import find_part
 
 logger = logging.getLogger("rtinst.export")
 
@@ -57,7 +64,7 @@ def parse_args(argv=None):
     parser.add_argument("--config-file", required=True)
     parser.add_argument("--output", required=True, help="the .onnx file to write")
     parser.add_argument("--size", type=int, nargs=2, metavar=("HEIGHT", "WIDTH"),
-                        help="input size (default: INPUT.MAX_SIZE_TEST squared)")
+                        help="input size (default: the model's test size, printed)")
     parser.add_argument("--images",
                         help="folder of images for the parity check, static calibration and "
                              "--time (default: random noise images; calibrate on real ones)")
@@ -119,13 +126,29 @@ def sample_images(folder, count, height, width):
     return [read_image(str(p), format="BGR") for p in paths]
 
 
-def check_parity(model, predictor, images):
-    """Per image, the PyTorch pipeline and ONNX Runtime on the same letterboxed input; for a
-    ``VideoONNXPredictor``, the images are one video's frames, each side carrying its state."""
-    pipeline = export_pipeline(model, predictor.height, predictor.width)
-    if isinstance(predictor, VideoONNXPredictor):
-        pipeline = PipelineVideo(pipeline, predictor.steps.keyframe_interval)
-        predictor.reset()
+def default_size(cfg, model):
+    """The model's own test size: its square network input (``input_size``, e.g. YOLACT's),
+    else INPUT.MAX_SIZE_TEST squared, rounded up to the backbone's size divisibility (a picture
+    resized by the Predictor fits whatever its aspect ratio)."""
+    side = getattr(model, "input_size", None)
+    if isinstance(side, int):
+        return side, side
+    divisibility = getattr(model.backbone, "size_divisibility", 1) or 1
+    side = -(-cfg.INPUT.MAX_SIZE_TEST // divisibility) * divisibility
+    return side, side
+
+
+def check_parity(cfg, model, predictor, images):
+    """Per image, the ``Predictor``'s instances against the ``ONNXPredictor``'s
+    (``compare_instances``); for a ``VideoONNXPredictor``, the PyTorch pipeline and ONNX Runtime
+    on the same input, the images being one video's frames, each side carrying its state."""
+    if not isinstance(predictor, VideoONNXPredictor):
+        reference = Predictor(cfg)
+        return [compare_instances(reference(image)["instances"], predictor(image)["instances"])
+                for image in images]
+    pipeline = PipelineVideo(export_pipeline(model, predictor.height, predictor.width),
+                             predictor.steps.keyframe_interval)
+    predictor.reset()
     reports = []
     for image in images:
         padded, size = predictor.prepare(image)
@@ -157,20 +180,31 @@ def main(argv=None):
         if args.evaluate:  # the model's class count is the evaluation dataset's
             opts += ["DATASETS.TRAIN", "()", "DATASETS.TEST", f"({args.evaluate!r},)"]
         cfg = load_config(args.config_file, opts, device="cpu", datasets=args.dataset)
+        # before the dataset and the weights: a model without an export pipeline is refused
+        find_part("export_pipelines", cfg.MODEL.META_ARCHITECTURE, "MODEL.META_ARCHITECTURE")
         if args.evaluate:
             check_evaluation_dataset(args.evaluate)
         model = load_model(cfg)
     except (ConfigError, CheckpointError, DatasetError) as e:
         sys.exit(f"export_onnx.py: error: {e}")
-    height, width = args.size or (cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-    try:  # no export pipeline for the model, or options a video export does not take
-        video = declares_graphs(export_pipeline(model, height, width))
+    height, width = args.size or default_size(cfg, model)
+    try:  # the size does not fit the model, or options a video export does not take
+        pipeline = export_pipeline(model, height, width)
+        video = declares_graphs(pipeline)
         if video and (args.quantize or args.evaluate):
             raise ConfigError(f"{cfg.MODEL.META_ARCHITECTURE} exports a video pipeline (keyframe "
                               "and frame graphs): --quantize and --evaluate take image models")
-        path = export_onnx(model, args.output, height, width, cfg.INPUT.FORMAT)
-    except (ConfigError, TypeError) as e:
+        resize = (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+        path = export_onnx(model, args.output, height, width, cfg.INPUT.FORMAT, resize=resize)
+    except (ConfigError, TypeError, ValueError) as e:
         sys.exit(f"export_onnx.py: error: {e}")
+    if getattr(pipeline, "any_size", False):
+        logger.info(f"graph input: any size, multiples of {pipeline.size_divisibility} (traced "
+                    f"at {height}x{width}); photos resized as the Predictor resizes them "
+                    f"(shorter side {resize[0]}, longer at most {resize[1]})")
+    else:
+        logger.info(f"graph input: {height}x{width}" + ("" if args.size else
+                                                        " (the model's test size; --size)"))
     predictor_class = VideoONNXPredictor if video else ONNXPredictor
     predictor = predictor_class(path)
     for written in predictor.paths.values() if video else [path]:
@@ -180,14 +214,18 @@ def main(argv=None):
         images = sample_images(args.images, args.num_images, height, width)
     except FileNotFoundError as e:
         sys.exit(f"export_onnx.py: error: {e}")
-    reports = check_parity(model, predictor, images)
+    reports = check_parity(cfg, model, predictor, images)
     summary = {
         "parity_ok": all(r.ok() for r in reports),
         "instances": [r.num_instances for r in reports],
         "max_score_diff": max(r.max_score_diff for r in reports),
+        "max_box_diff": max(r.max_box_diff for r in reports),
         "min_mask_iou": min(r.min_mask_iou for r in reports),
     }
-    what = "frames of one video" if video else "images"
+    if not video:
+        summary["unmatched_scores"] = sorted(
+            (s for r in reports for s in r.unmatched_scores), reverse=True)[:5]
+    what = "frames of one video (PyTorch pipeline)" if video else "images (Predictor)"
     logger.info(f"parity with PyTorch on {len(images)} {what}: {json.dumps(summary)}")
     models = {"fp32": path}
     if args.quantize:
@@ -199,12 +237,20 @@ def main(argv=None):
             ms = graph_time_ms(predictor_class(model_path, args.threads), images, args.time)
             logger.info(f"{name}: graph alone {ms:.1f} ms (median, {args.threads} threads)")
     if args.evaluate:
-        for name, model_path in models.items():
-            # outputs at each image's own size, as its annotations are
-            predictor = ONNXPredictor(model_path, args.threads, max_output_pixels=None)
+        # outputs at each image's own size, as its annotations are
+        predictors = {name: ONNXPredictor(model_path, args.threads, max_output_pixels=None)
+                      for name, model_path in models.items()}
+        torch.set_num_threads(args.threads)
+        predictors["pytorch"] = Predictor(cfg, max_output_pixels=None)
+        table = {}
+        for name, predictor in predictors.items():
+            start = time.perf_counter()
             results = evaluate_onnx(predictor, args.evaluate)
-            logger.info(f"{name} {args.evaluate}: " + json.dumps(
-                {task: round(metrics["AP"], 2) for task, metrics in results.items()}))
+            seconds = (time.perf_counter() - start) / len(DatasetCatalog.get(args.evaluate))
+            # AP to the evaluator's precision (Detectron2's result tables: 3 decimals)
+            table[name] = {**{task: round(m["AP"], 3) for task, m in results.items()},
+                           "s_per_image": round(seconds, 3)}
+        logger.info(f"AP on {args.evaluate}: {json.dumps(table)}")
     return 0 if summary["parity_ok"] else 1
 
 

@@ -9,7 +9,13 @@ when first used.
 import importlib
 
 from .graphs import GraphSpec, PipelineVideo
-from .pipeline import EXPORT_OUTPUTS, INPUT_NAMES, FixedSizePipeline, export_pipeline
+from .pipeline import (
+    EXPORT_OUTPUTS,
+    INPUT_NAMES,
+    BoxMaskPipeline,
+    FixedSizePipeline,
+    export_pipeline,
+)
 
 _ONNX_PARTS = {
     "export_onnx": "onnx_export",
@@ -19,11 +25,13 @@ _ONNX_PARTS = {
     "letterbox": "onnx_predictor",
     "Parity": "parity",
     "compare_outputs": "parity",
+    "compare_instances": "parity",
+    "InstanceParity": "parity",
     "quantize_onnx": "quantize",
 }
 
-__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "FixedSizePipeline", "GraphSpec", "PipelineVideo",
-           "export_pipeline", *_ONNX_PARTS]
+__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "BoxMaskPipeline", "FixedSizePipeline", "GraphSpec",
+           "PipelineVideo", "export_pipeline", *_ONNX_PARTS]
 
 
 def __getattr__(name):

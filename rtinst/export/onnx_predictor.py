@@ -1,11 +1,15 @@
 """``ONNXPredictor``: runs an exported pipeline (``export_onnx``) with ONNX Runtime and returns
 Detectron2 ``Instances``, as ``DefaultPredictor`` does for the PyTorch model.
 
-The graph has a fixed input size: the image is resized keeping its aspect ratio so that it fits
-(the longer side as in ``ResizeShortestEdge`` with equal min/max sizes), padded at the bottom /
-right with the model's mean colour, and the outputs are mapped back to the original image. A
-graph whose metadata say ``picture_fit: stretch`` (a model that resizes every picture to its
-square input, as YOLACT) gets the image resized to its size whatever the aspect ratio.
+The graph has a fixed input size. The image is resized as its metadata's ``picture_fit`` says:
+"shortest_edge", as ``rtinst.engine.Predictor`` resizes it (Detectron2's ``ResizeShortestEdge``
+with the config's test sizes: the same pixels), then placed in the top-left corner (a picture
+larger than the graph is shrunk further to fit, with a warning: its outputs then differ from the
+``Predictor``'s); "letterbox", the largest size that fits; "stretch" (a model that resizes every
+picture to its square input, as YOLACT), the graph's size whatever the aspect ratio. The outputs
+are mapped back to the original image: masks on the canvas ("image" ``mask_format``) resized,
+masks as probabilities in their boxes ("box") pasted by Detectron2's ``detector_postprocess``,
+exactly as the PyTorch models' post-processing does.
 
 Images are checked as ``rtinst.engine.Predictor`` checks them (``check_image``: a clear
 ``ValueError`` for anything but a non-empty (H, W, 3) uint8 array), and the size the outputs are
@@ -14,19 +18,27 @@ back to it, would need gigabytes.
 """
 from pathlib import Path
 
+import logging
+
 import cv2
 import numpy as np
 import onnxruntime as ort
 import torch
 import torch.nn.functional as F
 
+from detectron2.data import transforms as T
+from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from rtinst.engine.predictor import DEFAULT_MAX_OUTPUT_PIXELS, OutputSizeBound, check_image
 
-from .pipeline import INPUT_NAMES
+from .pipeline import EXPORT_OUTPUTS, INPUT_NAMES
 
 __all__ = ["ONNXPredictor", "letterbox", "open_session"]
+
+logger = logging.getLogger(__name__)
+PICTURE_FITS = ("shortest_edge", "letterbox", "stretch")
+MASK_FORMATS = ("image", "box", "none")
 
 
 def letterbox(image: np.ndarray, height: int, width: int, fill):
@@ -91,8 +103,19 @@ class ONNXPredictor:
         self.input_format = props.get("input_format", "BGR")
         self.pad_value = tuple(int(v) for v in props.get("pad_value", "0,0,0").split(","))
         self.picture_fit = props.get("picture_fit", "letterbox")
-        if self.picture_fit not in ("letterbox", "stretch"):
+        if self.picture_fit not in PICTURE_FITS:
             raise ValueError(f"{path}: unknown picture_fit {self.picture_fit!r} in its metadata")
+        if self.picture_fit == "shortest_edge":
+            min_size, max_size = (int(v) for v in props["resize_shortest_edge"].split(","))
+            self.resize = T.ResizeShortestEdge([min_size, min_size], max_size)
+        self.mask_format = props.get("mask_format", "image")
+        if self.mask_format not in MASK_FORMATS:
+            raise ValueError(f"{path}: unknown mask_format {self.mask_format!r} in its metadata")
+        self.mask_threshold = float(props.get("mask_threshold", 0.5))
+        # a graph of any size (multiples of this); 0: of its input_size only
+        self.size_divisibility = int(props.get("size_divisibility", 0))
+        self.output_names = [output.name for output in self.session.get_outputs()]
+        self._warned_shrink = False
 
     def run(self, image: np.ndarray, image_size=None):
         """The raw outputs (boxes, scores, classes, masks) for an image already in the graph's
@@ -118,12 +141,39 @@ class ONNXPredictor:
             image = cv2.resize(np.ascontiguousarray(image), (self.width, self.height),
                                interpolation=cv2.INTER_LINEAR)
             return image, (self.height, self.width)
+        if self.picture_fit == "shortest_edge":
+            image = self.resize.get_transform(image).apply_image(image)
+            if self.size_divisibility:  # a graph of any size: padded as Detectron2 pads
+                d = self.size_divisibility
+                return self._place(image, -(-image.shape[0] // d) * d, -(-image.shape[1] // d) * d)
+            if image.shape[0] <= self.height and image.shape[1] <= self.width:
+                return self._place(image, self.height, self.width)
+            self._warn_shrink(bgr_image.shape[:2], image.shape[:2])
         return letterbox(image, self.height, self.width, self.pad_value)
+
+    def _place(self, image: np.ndarray, height: int, width: int):
+        """``image`` in the top-left corner of a ``height`` x ``width`` canvas: (canvas, (h, w))."""
+        canvas = np.empty((height, width, 3), dtype=np.uint8)
+        canvas[...] = np.asarray(self.pad_value, dtype=np.uint8)
+        canvas[:image.shape[0], :image.shape[1]] = image
+        return canvas, image.shape[:2]
+
+    def _warn_shrink(self, original, resized):
+        if not self._warned_shrink:
+            self._warned_shrink = True
+            logger.warning(
+                f"{type(self).__name__}: a {original[0]}x{original[1]} photo resized as the "
+                f"Predictor does is {resized[0]}x{resized[1]}, larger than the graph's "
+                f"{self.height}x{self.width}: shrunk to fit, so its outputs differ from the "
+                "Predictor's (export at a size that holds the photos: --size; said once)")
 
     def predict(self, image: np.ndarray, image_size, output_size):
         """``{"instances"}`` in the ``output_size`` (h, w) frame for an ``image`` in the graph's
         size and channel order whose top-left ``image_size`` (h, w) holds the picture."""
-        boxes, scores, classes, masks = self.run(image, image_size)
+        outputs = dict(zip(self.output_names, self.run(image, image_size)))
+        if self.mask_format != "image":
+            return {"instances": self._in_boxes(outputs, image_size, output_size)}
+        boxes, scores, classes, masks = (outputs[name] for name in EXPORT_OUTPUTS)
         (new_h, new_w), (height, width) = image_size, output_size
         instances = Instances((height, width))
         instances.pred_boxes = Boxes(torch.from_numpy(boxes))
@@ -137,3 +187,16 @@ class ONNXPredictor:
                                   align_corners=False)[0]
         instances.pred_masks = masks.reshape(-1, height, width) >= 0.5
         return {"instances": instances}
+
+    def _in_boxes(self, outputs, image_size, output_size) -> Instances:
+        """Detections in the picture's frame (masks as probabilities in their boxes) mapped to
+        ``output_size`` by Detectron2's ``detector_postprocess``, as the PyTorch models do."""
+        instances = Instances(tuple(int(v) for v in image_size))
+        instances.pred_boxes = Boxes(torch.from_numpy(outputs.pop("boxes")))
+        instances.scores = torch.from_numpy(outputs.pop("scores"))
+        instances.pred_classes = torch.from_numpy(outputs.pop("classes"))
+        if "masks" in outputs:
+            instances.pred_masks = torch.from_numpy(outputs.pop("masks"))[:, None]
+        for name, value in outputs.items():  # e.g. CenterMask's mask_scores
+            instances.set(name, torch.from_numpy(value))
+        return detector_postprocess(instances, *output_size, mask_threshold=self.mask_threshold)

