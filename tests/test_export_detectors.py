@@ -41,6 +41,9 @@ METHODS = {  # name: (config, extra options, learning rate that trains it in 40 
     "blendmask_rt": (tiny_blendmask_cfg, RT_HEAD, 0.01),
     "centermask": (tiny_centermask_cfg, (), 0.003),
 }
+# INT8 on the two mask stages (FCOS's graph is inside both, BlendMask-RT's blender BlendMask's),
+# to keep CI's time
+INT8_CHECKED = ("blendmask", "centermask")
 GRAPH_OPS = {"NonMaxSuppression", "TopK"}  # decoding and NMS inside the graph
 MASK_OPS = {"fcos": set(), "blendmask": {"RoiAlign"}, "blendmask_rt": {"RoiAlign"},
             "centermask": {"RoiAlign"}}
@@ -152,6 +155,8 @@ def test_graph_of_a_model_that_finds_nothing_runs(exported, tmp_path):
 
 
 def test_int8_keeps_the_ap_of_fp32(exported, tmp_path):
+    if exported[0] not in INT8_CHECKED:
+        pytest.skip(f"{exported[0]}: its graph's parts are checked in INT8 by {INT8_CHECKED}")
     """Static INT8 calibrated on the images themselves: box and mask AP on the two synthetic
     images the model learnt (at their own 128 px) near FP32's. Nine objects make AP coarse (one
     box crossing one of COCO's ten IoU thresholds moves it by ~1.1), so the bound here is 5; the
