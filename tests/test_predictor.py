@@ -1,5 +1,6 @@
-"""rtinst.engine.Predictor: DefaultPredictor's behaviour with weights that load safely and
-strictly, checked inputs and a bounded output size; the README's snippet."""
+"""rtinst.engine.Predictor: DefaultPredictor's behaviour (bit for bit as built; to float rounding
+optimised, the default on CPU) with weights that load safely and strictly, checked inputs and a
+bounded output size; the README's snippet."""
 import logging
 import re
 import subprocess
@@ -20,6 +21,7 @@ from rtinst.engine.predictor import (
     bounded_output_size,
     check_image,
     load_weights,
+    optimizes_for_inference,
 )
 from rtinst.errors import CheckpointError
 from payloads import code_running_pkl
@@ -59,16 +61,43 @@ def _image(height=96, width=128, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
-def test_same_outputs_as_default_predictor(checkpoint, predictor):
-    cfg, _ = checkpoint
+def test_as_built_same_outputs_as_default_predictor(checkpoint):
+    cfg = checkpoint[0].clone()
+    cfg.TEST.OPTIMIZE_FOR_INFERENCE = False  # as built: bit for bit DefaultPredictor's outputs
+    predictor = Predictor(cfg)
     image = _image()
     ours = predictor(image)["instances"]
     theirs = DefaultPredictor(cfg)(image)["instances"]
+    assert not predictor.optimized
     assert ours.image_size == theirs.image_size == (96, 128)
     assert len(ours) == len(theirs) > 0
     assert torch.equal(ours.pred_boxes.tensor, theirs.pred_boxes.tensor)
     assert torch.equal(ours.scores, theirs.scores)
     assert predictor.weights == f"file {cfg.MODEL.WEIGHTS}"
+
+
+def test_default_on_cpu_runs_the_optimised_model_with_the_same_outputs(checkpoint, predictor):
+    """By default, on CPU, the BatchNorms are folded: DefaultPredictor's outputs to rounding."""
+    cfg, _ = checkpoint
+    assert cfg.MODEL.DEVICE == "cpu" and predictor.optimized
+    assert not any("BatchNorm" in type(m).__name__ for m in predictor.model.modules())
+    image = _image()
+    ours = predictor(image)["instances"]
+    theirs = DefaultPredictor(cfg)(image)["instances"]
+    assert len(ours) == len(theirs) > 0
+    torch.testing.assert_close(ours.pred_boxes.tensor, theirs.pred_boxes.tensor,
+                               rtol=0, atol=1e-3)
+    torch.testing.assert_close(ours.scores, theirs.scores, rtol=0, atol=1e-5)
+    assert torch.equal(ours.pred_classes, theirs.pred_classes)
+
+
+def test_optimised_only_on_cpu():
+    cfg = tiny_fcos_cfg()
+    assert optimizes_for_inference(cfg)
+    cfg.MODEL.DEVICE = "cuda:0"
+    assert not optimizes_for_inference(cfg)  # on GPU the model runs as built
+    cfg.MODEL.DEVICE, cfg.TEST.OPTIMIZE_FOR_INFERENCE = "cpu", False
+    assert not optimizes_for_inference(cfg)
 
 
 def test_calls_from_several_threads_agree(predictor):

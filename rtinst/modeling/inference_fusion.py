@@ -12,9 +12,12 @@
 The references (AdelaiDet, centermask2) run the norm after each conv in NCHW; optimised, the
 features agree to float rounding only, which on the golden fixtures' seeded weights flips mask
 pixels near 0.5 (IoU >= 0.96 with the reference's masks; one pixel of a 4-pixel mask) and the
-order of near-tied detections, so
-``TEST.OPTIMIZE_FOR_INFERENCE`` is off by default. On this 2-core CPU: ResNet-50-FPN 0.51 ->
-0.38 s at 512 x 640 by folding and channels-last.
+order of near-tied detections. On trained FCOS, BlendMask and CenterMask (shapes_val) the COCO
+AP is the same (``tools/optimized_inference_check.py``,
+``benchmarks/optimized_inference_shapes_2026-12-07.json``), so rtinst's ``Predictor`` runs it on
+CPU by default (``TEST.OPTIMIZE_FOR_INFERENCE``; False: as built, what the reference tests
+compare). On this 2-core CPU: ResNet-50-FPN 0.51 -> 0.38 s at 512 x 640 by folding and
+channels-last.
 """
 import copy
 
