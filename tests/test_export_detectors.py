@@ -13,8 +13,13 @@ from detectron2.data.datasets import register_coco_instances
 from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from rtinst.engine.predictor import Predictor, load_weights
-from rtinst.export import ONNXPredictor, evaluate_onnx, export_onnx, quantize_onnx
-from instance_pairs import mask_iou
+from rtinst.export import (
+    ONNXPredictor,
+    compare_instances,
+    evaluate_onnx,
+    export_onnx,
+    quantize_onnx,
+)
 from rect_datasets import write_rects_dataset
 from shared_files import COCO_MINI, require_shared
 from tiny_models import (
@@ -81,29 +86,6 @@ def coco_photos(count=8):
     raise AssertionError("too few COCO photos")
 
 
-def worst_differences(expected, actual, score_tol=1e-3):
-    """Pairs the instances as sets (same class, scores within ``score_tol``, closest box): (max
-    score difference, max box difference in px, min mask IoU, the scores of the instances
-    either side left without a partner)."""
-    free, worst, unpaired = set(range(len(actual))), [0.0, 0.0, 1.0], []
-    for i in range(len(expected)):
-        candidates = [j for j in free if actual.pred_classes[j] == expected.pred_classes[i]
-                      and abs(actual.scores[j] - expected.scores[i]) <= score_tol]
-        if not candidates:
-            unpaired.append(float(expected.scores[i]))
-            continue
-        j = min(candidates, key=lambda j: float((actual.pred_boxes.tensor[j]
-                                                 - expected.pred_boxes.tensor[i]).abs().max()))
-        free.remove(j)
-        worst[0] = max(worst[0], float((actual.scores[j] - expected.scores[i]).abs()))
-        worst[1] = max(worst[1], float((actual.pred_boxes.tensor[j]
-                                        - expected.pred_boxes.tensor[i]).abs().max()))
-        if expected.has("pred_masks"):
-            worst[2] = min(worst[2], mask_iou(expected.pred_masks[i], actual.pred_masks[j]))
-    unpaired += [float(actual.scores[j]) for j in free]
-    return (*worst, unpaired)
-
-
 def test_onnx_runtime_gives_the_predictors_instances_on_coco_photos(exported):
     name, cfg, path = exported
     predictor, onnx_predictor = Predictor(cfg), ONNXPredictor(path)
@@ -113,9 +95,10 @@ def test_onnx_runtime_gives_the_predictors_instances_on_coco_photos(exported):
         actual = onnx_predictor(photo)["instances"]
         assert actual.image_size == expected.image_size == photo.shape[:2]
         assert set(expected.get_fields()) >= set(actual.get_fields()), name
-        score, box, iou, unpaired = worst_differences(expected, actual)
-        assert score <= 1e-3 and box <= 1.0 and iou >= 0.98, (name, photo.shape, score, box, iou)
-        assert not [s for s in unpaired if s > 0.3], (name, photo.shape, unpaired)
+        parity = compare_instances(expected, actual, score_tol=1e-3)  # matched as sets
+        assert (parity.max_score_diff <= 1e-3 and parity.max_box_diff <= 1.0
+                and parity.min_mask_iou >= 0.98), (name, photo.shape, parity)
+        assert not [s for s in parity.unmatched_scores if s > 0.3], (name, photo.shape, parity)
         if actual.has("mask_scores"):  # CenterMask's mask scoring rides along
             assert np.allclose(np.sort(actual.mask_scores), np.sort(expected.mask_scores),
                                atol=1e-3)

@@ -47,7 +47,9 @@ def normalised_canvas(image: torch.Tensor, image_size, pixel_mean, pixel_std) ->
     return x[None]
 
 
-def _check_exportable(model: nn.Module, attributes, height: int, width: int):
+def _check_exportable(model: nn.Module, attributes, height: int, width: int) -> int:
+    """The backbone's size divisibility, after checking that ``model`` has ``attributes`` and
+    that the size is a multiple of it."""
     for attribute in attributes:
         if not hasattr(model, attribute):
             raise TypeError(f"{type(model).__name__} cannot be exported to ONNX: it has no "
@@ -56,6 +58,7 @@ def _check_exportable(model: nn.Module, attributes, height: int, width: int):
     if height % size_divisibility or width % size_divisibility:
         raise ValueError(f"export size {height}x{width} must be a multiple of the "
                          f"backbone's size divisibility {size_divisibility}")
+    return size_divisibility
 
 
 class FixedSizePipeline(nn.Module):
@@ -98,14 +101,14 @@ class BoxMaskPipeline(nn.Module):
 
     def __init__(self, model: nn.Module, height: int, width: int):
         super().__init__()
-        _check_exportable(model, ("export_outputs", "export_output_names", "pixel_mean",
-                                  "pixel_std"), height, width)
+        self.size_divisibility = _check_exportable(
+            model, ("export_outputs", "export_output_names", "pixel_mean", "pixel_std"),
+            height, width)
         self.model = model
         self.size = (height, width)
         self.output_names = tuple(model.export_output_names)
         self.mask_format = "box" if "masks" in self.output_names else "none"
         self.mask_threshold = getattr(model, "mask_threshold", 0.5)
-        self.size_divisibility = getattr(model.backbone, "size_divisibility", 1) or 1
         self.eval()
 
     def forward(self, image: torch.Tensor, image_size: torch.Tensor):
