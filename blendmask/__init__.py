@@ -2,7 +2,7 @@
 meta-architecture and its bottom modules, and declares the method to rtinst with its config keys
 (``add_blendmask_config``)."""
 from rtinst import register_method
-from rtinst.export import BoxMaskPipeline
+from rtinst.export import AnySizePipeline
 
 from .basis_module import BASIS_MODULE_REGISTRY, build_basis_module
 from .blender import Blender, blend
@@ -14,4 +14,4 @@ __all__ = ["BASIS_MODULE_REGISTRY", "BlendMask", "Blender", "add_blendmask_confi
 
 register_method("blendmask", add_config=add_blendmask_config,
                 class_count_keys=("MODEL.BASIS_MODULE.NUM_CLASSES",),
-                export_pipelines={"BlendMask": BoxMaskPipeline})
+                export_pipelines={"BlendMask": AnySizePipeline})

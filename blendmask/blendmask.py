@@ -117,7 +117,7 @@ class BlendMask(OneStageDetector):
 
     def export_outputs(self, images: torch.Tensor, image_size: torch.Tensor):
         """One normalised (1, 3, H, W) canvas's detections and R x R mask probabilities, its
-        picture in the top-left ``image_size`` (``rtinst.export.BoxMaskPipeline``)."""
+        picture in the top-left ``image_size`` (``rtinst.export.AnySizePipeline``)."""
         features = self._features(images)
         bases, _ = self.basis_module(features, None)
         batch = ImageList(images, [(image_size[0], image_size[1])])

@@ -3,7 +3,7 @@ meta-architecture, its config keys (``add_blitzmask_config``), its detection fam
 heatmap peaks, for the benchmark and demo) and its ONNX export pipeline."""
 from rtinst import register_method
 from rtinst.benchmark import DetectionFamily
-from rtinst.export import FixedSizePipeline
+from rtinst.export import AnySizePipeline
 
 from .blitzmask import BlitzMask
 from .config import add_blitzmask_config
@@ -21,5 +21,5 @@ register_method(
         score_thresholds=("MODEL.BLITZMASK.TEST.SCORE_THRESH",),
         max_detections=("MODEL.BLITZMASK.TEST.TOPK",),
     )},
-    export_pipelines={"BlitzMask": FixedSizePipeline},
+    export_pipelines={"BlitzMask": AnySizePipeline},
 )

@@ -2,12 +2,15 @@
 
     backbone + separable FPN -> stride-4 feature -> lite head -> Y, D, Lambda, B
     training: targets.py -> losses.py (heatmap, size, masks from Eq. 1 at the true centres)
-    inference: peaks.py (instances = heatmap peaks) -> spanning_set.py (Eq. 1, resize, threshold)
+    inference: Y and B on the whole map; peaks.py (instances = heatmap peaks); D and Lambda at
+    the peaks only; spanning_set.py (Eq. 1 on the stride-4 grid); one resize to the image and
+    the threshold (``rtinst.modeling.layers.grid_masks_to_image``)
 
-``inference_tensors`` holds the whole inference pipeline on plain tensors, so that the ONNX
-export (``rtinst.export``) traces exactly the code the PyTorch model runs.
+``inference_tensors`` holds the inference up to the grid masks on plain tensors, so that the
+ONNX export (``rtinst.export``, "grid" masks that ``ONNXPredictor`` resizes with the same
+function) traces exactly the code the PyTorch model runs.
 """
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 import torch
 from torch import nn
@@ -15,7 +18,7 @@ from torch import nn
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances
-from rtinst.modeling.layers import assemble_masks
+from rtinst.modeling.layers import assemble_masks, grid_masks_to_image
 from rtinst.modeling.meta_arch import normalised_batch
 from rtinst.utils.comm import mean_over_workers
 
@@ -59,7 +62,9 @@ class BlitzMask(nn.Module):
             raise ValueError(f"MODEL.BLITZMASK.MASK_CROP must be one of {', '.join(MASK_CROPS)}, "
                              f"got {mask_crop!r}")
         self.crop_loss_to_box = mask_crop in ("box", "loss")
-        self.masks = SpanningSetMasks(self.stride, mask_threshold, mask_crop == "box")
+        self.mask_threshold = mask_threshold
+        self.crop_masks_to_boxes = mask_crop == "box"
+        self.masks = SpanningSetMasks()
 
     @classmethod
     def from_config(cls, cfg):
@@ -106,46 +111,65 @@ class BlitzMask(nn.Module):
                                 self.backbone.size_divisibility)
 
     def predict_maps(self, images: torch.Tensor) -> HeadOutputs:
-        """Y, D, Lambda, B for a normalised (B, 3, H, W) batch."""
+        """Y, D, Lambda, B on the whole map for a normalised (B, 3, H, W) batch (training)."""
         return self.head(self.backbone(images)[self.in_feature])
 
     def forward(self, batched_inputs: List[Dict]):
         images = self.preprocess_image(batched_inputs)
-        outputs = self.predict_maps(images.tensor)
         if self.training:
             gt_instances = [x["instances"].to(self.device) for x in batched_inputs]
-            return self.losses(outputs, gt_instances)
+            return self.losses(self.predict_maps(images.tensor), gt_instances)
+        features = self.backbone(images.tensor)[self.in_feature]
+        heatmaps, spanning_sets = self.head.heatmap(features), self.head.spanning_set(features)
         results = []
         for i, (inputs, image_size) in enumerate(zip(batched_inputs, images.image_sizes)):
             output_size = (inputs.get("height", image_size[0]), inputs.get("width", image_size[1]))
-            maps = HeadOutputs(*(m[i] for m in outputs))
-            boxes, scores, classes, masks = self.inference_tensors(maps, image_size, output_size)
-            instances = Instances(output_size)
-            instances.pred_boxes = Boxes(boxes)
-            instances.scores = scores
-            instances.pred_classes = classes
-            instances.pred_masks = masks
-            results.append({"instances": instances})
+            outputs = self.inference_tensors(features[i], heatmaps[i], spanning_sets[i],
+                                             image_size)
+            results.append({"instances": self.instances(*outputs, image_size, output_size)})
         return results
 
-    def inference_tensors(self, maps: HeadOutputs, input_size: Tuple[int, int],
-                          output_size: Tuple[int, int], valid_size=None):
-        """One image's instances from its maps (each (channels, H, W)): (N, 4) boxes, (N,)
-        scores, (N,) classes in the ``output_size`` (h, w) frame, and (N, h, w) bool masks; the
-        image fills ``input_size`` of the padded network input. Peaks are searched where the
-        picture is: ``valid_size`` (h, w; a tensor in an exported graph whose input is
-        letterboxed), by default ``input_size``."""
-        peaks = extract_peaks(maps.heatmap, self.topk, self.score_thresh, self.stride,
-                              input_size if valid_size is None else valid_size)
-        boxes = decode_boxes(maps.sizes, peaks.cells, self.stride)
-        scale = boxes.new_tensor([output_size[1] / input_size[1], output_size[0] / input_size[0]])
-        boxes = (boxes.reshape(-1, 2, 2) * scale).reshape(-1, 4)
-        height, width = output_size
-        boxes = torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
-                             boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], dim=1)
-        masks = self.masks(maps.coefficients, maps.spanning_set, peaks.cells, boxes, input_size,
-                           output_size)
-        return boxes, peaks.scores, peaks.classes, masks
+    def inference_tensors(self, feature: torch.Tensor, heatmap: torch.Tensor,
+                          spanning_set: torch.Tensor, image_size):
+        """One image's (N, 4) boxes in input pixels, (N,) scores, (N,) classes and (N, h, w)
+        mask logits on the stride grid, from its (C, h, w) FPN ``feature``, heatmap logits and
+        Spanning Set; peaks are searched where the picture is, the top-left ``image_size``
+        (h, w; ints, or a tensor inside an exported graph) of the padded input."""
+        peaks = extract_peaks(heatmap, self.topk, self.score_thresh, self.stride, image_size)
+        sizes, coefficients = self.head.at_cells(feature, peaks.cells)
+        boxes = decode_boxes(sizes, peaks.cells, feature.shape[2], self.stride)
+        return boxes, peaks.scores, peaks.classes, self.masks(coefficients, spanning_set)
+
+    def instances(self, boxes, scores, classes, mask_logits, input_size, output_size):
+        """``Instances`` at ``output_size`` (h, w) from ``inference_tensors``' outputs for a
+        picture filling ``input_size`` (h, w) of the input: boxes scaled and clipped, masks
+        resized once from the grid, thresholded (and cropped to the boxes: ``MASK_CROP`` box)."""
+        instances = Instances(output_size)
+        instances.pred_boxes = Boxes(boxes)
+        instances.pred_boxes.scale(output_size[1] / input_size[1], output_size[0] / input_size[0])
+        instances.pred_boxes.clip(output_size)
+        instances.scores = scores
+        instances.pred_classes = classes
+        instances.pred_masks = grid_masks_to_image(
+            mask_logits, self.stride, input_size, output_size, self.mask_threshold,
+            instances.pred_boxes.tensor if self.crop_masks_to_boxes else None)
+        return instances
+
+    # the export contract (rtinst.export.AnySizePipeline): masks leave the graph as grid logits
+    export_output_names = ("boxes", "scores", "classes", "masks")
+    export_mask_format = "grid"
+
+    def export_outputs(self, images: torch.Tensor, image_size: torch.Tensor):
+        """``inference_tensors`` for a normalised (1, 3, H, W) canvas whose top-left
+        ``image_size`` holds the picture."""
+        feature = self.backbone(images)[self.in_feature][0]
+        return self.inference_tensors(feature, self.head.heatmap(feature[None])[0],
+                                      self.head.spanning_set(feature[None])[0], image_size)
+
+    def export_metadata(self) -> Dict[str, str]:
+        """What ``ONNXPredictor`` needs to resize the grid masks as ``instances`` does."""
+        return {"mask_stride": str(self.stride),
+                "mask_crop_to_boxes": str(self.crop_masks_to_boxes)}
 
     def losses(self, outputs: HeadOutputs, gt_instances: List[Instances]):
         """Sec. 2.2's losses, each weighted by its ``MODEL.BLITZMASK.*_LOSS_WEIGHT``. The

@@ -37,11 +37,11 @@ def extract_peaks(heatmap_logits: torch.Tensor, topk: int, score_thresh: float, 
     return Peaks(scores=scores, classes=index // (height * width), cells=index % (height * width))
 
 
-def decode_boxes(sizes: torch.Tensor, cells: torch.Tensor, stride: int) -> torch.Tensor:
-    """(N, 4) XYXY boxes in input pixels from one image's (4, H, W) Size map at the peak
-    ``cells``: the cell centre ((i + 0.5) * stride) minus/plus (l, t, r, b) * stride."""
-    width = sizes.shape[2]
-    ltrb = sizes.reshape(4, -1)[:, cells].t() * stride
+def decode_boxes(sizes: torch.Tensor, cells: torch.Tensor, width, stride: int) -> torch.Tensor:
+    """(N, 4) XYXY boxes in input pixels from the (N, 4) Size values (l, t, r, b) at the peak
+    ``cells`` of a grid ``width`` cells wide: the cell centre ((i + 0.5) * stride) minus/plus
+    (l, t, r, b) * stride."""
+    ltrb = sizes * stride
     x = ((cells % width).to(ltrb.dtype) + 0.5) * stride
     y = ((cells // width).to(ltrb.dtype) + 0.5) * stride
     return torch.stack([x - ltrb[:, 0], y - ltrb[:, 1], x + ltrb[:, 2], y + ltrb[:, 3]], dim=1)

@@ -3,7 +3,7 @@ meta-architecture, ``CenterROIHeads`` and the ``SpatialAttentionMaskHead``, and 
 method to rtinst with its config keys (``add_centermask_config``). The VoVNetV2 backbones live in
 ``rtinst.modeling.backbone``."""
 from rtinst import register_method
-from rtinst.export import BoxMaskPipeline
+from rtinst.export import AnySizePipeline
 
 from .center_roi_heads import CenterROIHeads
 from .centermask import CenterMask
@@ -17,4 +17,4 @@ __all__ = ["CenterMask", "CenterROIHeads", "MaskIoUHead", "ScaleAdaptiveROIPoole
            "assign_boxes_to_levels_by_ratio"]
 
 register_method("centermask", add_config=add_centermask_config,
-                export_pipelines={"CenterMask": BoxMaskPipeline})
+                export_pipelines={"CenterMask": AnySizePipeline})

@@ -58,7 +58,7 @@ class CenterMask(GeneralizedRCNN):
 
     def export_outputs(self, images: torch.Tensor, image_size: torch.Tensor):
         """One normalised (1, 3, H, W) canvas's detections, R x R mask probabilities (and mask
-        scores), its picture in the top-left ``image_size`` (``rtinst.export.BoxMaskPipeline``)."""
+        scores), its picture in the top-left ``image_size`` (``rtinst.export.AnySizePipeline``)."""
         features = self.backbone(images)
         batch = ImageList(images, [(image_size[0], image_size[1])])
         detections, _ = self.proposal_generator(batch, features)

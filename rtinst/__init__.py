@@ -21,7 +21,7 @@ from .data.dataset_mapper import RobustDatasetMapper
 from .data.train_loader import repeat_factor_epochs, shuffled_epochs
 from .data.video_mapper import build_video_clip_mapper
 from .evaluation import build_coco_evaluator, build_ytvis_evaluator
-from .export.pipeline import BoxMaskPipeline
+from .export.pipeline import AnySizePipeline
 from .engine.look_forward import SCHEDULER_NAME as LOOK_FORWARD, build_look_forward_scheduler
 from .solver import build_detectron2_lr_scheduler
 from .video import MaskIoU, OnlineTracker
@@ -41,7 +41,7 @@ register_method(
     train_samplers={"TrainingSampler": shuffled_epochs,
                     "RepeatFactorTrainingSampler": repeat_factor_epochs},
     track_associations={"MaskIoU": MaskIoU},
-    export_pipelines={"OneStageDetector": BoxMaskPipeline},
+    export_pipelines={"OneStageDetector": AnySizePipeline},
     lr_schedulers={"WarmupMultiStepLR": build_detectron2_lr_scheduler,
                    "WarmupCosineLR": build_detectron2_lr_scheduler,
                    LOOK_FORWARD: build_look_forward_scheduler},

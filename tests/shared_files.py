@@ -4,6 +4,7 @@ clone may not: every reader goes through ``require_shared``, which skips the tes
 missing."""
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 
@@ -19,6 +20,19 @@ def require_shared(path):
         pytest.skip(f"needs {path}: the shared/ folder beside the repository (CI has it) is "
                     f"absent or incomplete")
     return path
+
+
+def coco_photos(count=8):
+    """``count`` BGR COCO photos of distinct sizes (landscape, portrait, near-square)."""
+    photos, sizes = [], set()
+    for path in sorted((require_shared(COCO_MINI) / "train2017").glob("*.jpg")):
+        image = cv2.imread(str(path))
+        if image.shape[:2] not in sizes:
+            sizes.add(image.shape[:2])
+            photos.append(image)
+        if len(photos) == count:
+            return photos
+    raise AssertionError(f"too few COCO photos of distinct sizes in {COCO_MINI}")
 
 
 def reference_shapes(name):

@@ -226,8 +226,9 @@ def test_cli_writes_json_and_markdown(tmp_path):
 
 BLITZMASK = "configs/BlitzMask/MNV2_shapes.yaml"
 SHAPES_MASK_RCNN = "configs/Mask-RCNN/MNV2_FPN_shapes.yaml"  # GeneralizedRCNN: no export pipeline
-# BlitzMask's mask branch: the Coefficients and Spanning Set branches and Eq. 1's assembly
-MASK_BRANCH = ["head.coefficients", "head.spanning_set", "masks"]
+# BlitzMask's mask branch: the Spanning Set branch and Eq. 1's assembly (the Coefficients run at
+# the peaks only, inside the head)
+MASK_BRANCH = ["head.spanning_set", "masks"]
 
 
 def test_fix_detection_count_for_blitzmask():
@@ -328,7 +329,7 @@ def test_mask_branch_flops_are_counted_per_module(onnx_cli):
     pytorch = report["models"][1]
     module_gflops = pytorch["module_gflops"]
     assert set(module_gflops) == set(MASK_BRANCH)
-    for name in ("masks", "head.coefficients"):
+    for name in MASK_BRANCH:
         assert 0 < module_gflops[name] < pytorch["gflops"]
     assert sum(module_gflops.values()) < pytorch["gflops"]
     assert set(pytorch["module_median_ms"]) == set(MASK_BRANCH)
@@ -403,3 +404,32 @@ def test_the_demo_threshold_never_raises_a_models_candidate_threshold():
     assert cfg.MODEL.FCOS.INFERENCE_TH_TEST == 0.05
     set_score_threshold(cfg, 0.01)
     assert cfg.MODEL.FCOS.INFERENCE_TH_TEST == 0.01
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+def test_onnx_profile_times_the_pipeline_against_its_bottom_up_and_splits_the_profile(tmp_path):
+    """tools/onnx_profile.py on a small BlitzMask at 64x64 with 3 detections: the pipeline and
+    the floor timed, their profiles summed by op and by part (the same total either way)."""
+    report_path = tmp_path / "profile.json"
+    code = _tool("onnx_profile").main([
+        "--config-file", BLITZMASK, "--size", "64", "64", "--num-detections", "3",
+        "--iters", "2", "--profile-iters", "1", "--json", str(report_path),
+        "--opts", "MODEL.SEPARABLE_FPN.OUT_CHANNELS", "16", "MODEL.BLITZMASK.HEAD_CHANNELS", "16"])
+    assert code == 0
+    report = json.loads(report_path.read_text())
+    labels = ["pipeline, 3 detections", "bottom-up alone"]
+    assert list(report["median_ms"]) == labels and report["ratio_to_floor"][labels[1]] == 1.0
+    assert report["ratio_to_floor"][labels[0]] > 1.0  # the pipeline contains the floor
+    pipeline = report["profile"][labels[0]]
+    assert {"backbone.bottom_up", "backbone", "heatmap", "spanning_set", "masks",
+            "(pipeline)"} <= set(pipeline["by_part"])
+    assert {"Conv", "TopK", "MaxPool", "MatMul"} <= set(pipeline["by_op"])
+    by_op, by_part = (sum(ms for ms, _ in table.values()) for table in pipeline.values())
+    assert abs(by_op - by_part) < 1e-2 * by_op
+    assert report["machine"]["cores"] >= 1 and "onnxruntime" in report

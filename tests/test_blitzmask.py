@@ -8,11 +8,11 @@ from torch import nn
 
 from blitzmask.lite_head import HeadOutputs
 from blitzmask.peaks import decode_boxes, extract_peaks
-from blitzmask.spanning_set import gather_coefficients, masks_to_image
+from blitzmask.spanning_set import gather_coefficients
 from detectron2.engine import DefaultPredictor
 from detectron2.modeling import build_model
 from rtinst.engine import load_config
-from rtinst.modeling.layers import assemble_masks
+from rtinst.modeling.layers import assemble_masks, grid_masks_to_image
 from tiny_models import BLITZMASK_CONFIG, batch_with_masks, tiny_blitzmask_cfg, without_gradient
 from train_net_runner import ROOT, losses_not_falling
 
@@ -31,18 +31,23 @@ def test_eq1_mask_is_the_coefficient_weighted_sum_of_the_spanning_set():
     assert torch.equal(masks[1], spanning_set[1])
 
 
-def test_masks_are_resized_to_the_image_and_thresholded_at_sigmoid_half():
+def test_masks_are_resized_to_the_image_once_and_thresholded_at_sigmoid_half():
     logits = torch.tensor([[[-1.0, 1.0], [1.0, -1.0]]])  # 2x2 grid, stride 4 -> 8x8 input
-    masks = masks_to_image(logits, stride=4, input_size=(8, 8), output_size=(8, 8))
+    masks = grid_masks_to_image(logits, stride=4, input_size=(8, 8), output_size=(8, 8))
     upsampled = torch.nn.functional.interpolate(logits[None], size=(8, 8), mode="bilinear")[0]
     assert masks.shape == (1, 8, 8) and masks.dtype == torch.bool
     assert torch.equal(masks, upsampled > 0)
-    # the image filled only the top-left 4x8 of the padded input, shown at 8x16
-    crop = masks_to_image(logits, stride=4, input_size=(4, 8), output_size=(8, 16))
+    # the image filled only the top-left 4x8 of the padded input (grid row 0 and the top of
+    # row 1), shown at 8x16: output pixel (i, j) samples the grid at ((i + 0.5) / 8 - 0.5,
+    # (j + 0.5) / 8 - 0.5), where bilinear interpolation gives (2u - 1)(1 - 2v) with v < 0.5:
+    # positive from column 8 on, in every row
+    crop = grid_masks_to_image(logits, stride=4, input_size=(4, 8), output_size=(8, 16))
     assert crop.shape == (1, 8, 16)
-    assert not crop[0, :, :7].any() and crop[0, :, 9:].all()
-    boxed = masks_to_image(logits, 4, (8, 8), (8, 8), boxes=torch.tensor([[4.0, 0.0, 8.0, 2.0]]))
+    assert not crop[0, :, :8].any() and crop[0, :, 8:].all()
+    boxed = grid_masks_to_image(logits, 4, (8, 8), (8, 8),
+                                boxes=torch.tensor([[4.0, 0.0, 8.0, 2.0]]))
     assert boxed.sum() == 8 and boxed[0, :2, 4:].all()
+    assert grid_masks_to_image(logits[:0], 4, (8, 8), (6, 5)).shape == (0, 6, 5)
 
 
 def test_peaks_are_local_maxima_of_the_top_k_above_the_threshold():
@@ -69,9 +74,8 @@ def test_a_uniform_padding_area_gives_no_peaks():
 
 
 def test_boxes_decode_from_the_size_map_at_the_peak():
-    sizes = torch.zeros(4, 3, 4)
-    sizes[:, 2, 1] = torch.tensor([0.5, 1.0, 2.0, 0.25])  # cell (x=1, y=2): centre (6, 10)
-    boxes = decode_boxes(sizes, torch.tensor([2 * 4 + 1]), stride=4)
+    sizes = torch.tensor([[0.5, 1.0, 2.0, 0.25]])  # at cell (x=1, y=2) of a 4-wide grid
+    boxes = decode_boxes(sizes, torch.tensor([2 * 4 + 1]), width=4, stride=4)  # centre (6, 10)
     assert boxes.tolist() == [[4.0, 6.0, 14.0, 11.0]]
 
 
@@ -172,11 +176,33 @@ def test_mask_crop_at_inference_zeroes_the_mask_outside_the_predicted_box(mask_c
     model = build_model(tiny_blitzmask_cfg("MODEL.BLITZMASK.MASK_CROP", mask_crop)).eval()
     heatmap = torch.full((3, 32, 32), -10.0)
     heatmap[1, 5, 5] = 5.0  # one peak, at cell (5, 5): centre (22, 22) px
-    maps = HeadOutputs(heatmap, torch.full((4, 32, 32), 2.0),  # 8 px to each side
-                       torch.ones(32, 32, 32), torch.ones(32, 32, 32))  # M = 32 everywhere
-    boxes, _, _, masks = model.inference_tensors(maps, (128, 128), (128, 128))
-    assert boxes.tolist() == [[14.0, 14.0, 30.0, 30.0]]
-    assert masks[0].sum() == (16 * 16 if crop else 128 * 128)
+    peaks = extract_peaks(heatmap, 10, 0.1, stride=4, image_size=(128, 128))
+    boxes = decode_boxes(torch.full((1, 4), 2.0), peaks.cells, 32, 4)  # 8 px to each side
+    logits = torch.full((1, 32, 32), 32.0)  # M = 32 everywhere
+    out = model.instances(boxes, peaks.scores, peaks.classes, logits, (128, 128), (128, 128))
+    assert out.pred_boxes.tensor.tolist() == [[14.0, 14.0, 30.0, 30.0]]
+    assert out.pred_masks[0].sum() == (16 * 16 if crop else 128 * 128)
+
+
+@pytest.mark.parametrize("num_convs", [1, 2])
+def test_size_and_coefficients_at_the_peaks_are_the_dense_heads_values_there(num_convs):
+    """Inference evaluates Size and Coefficients at the peak cells only (one separable conv:
+    on their 3x3 patches; more: densely); they equal the dense maps there, borders included,
+    with trained-looking BatchNorm statistics."""
+    torch.manual_seed(0)
+    model = build_model(tiny_blitzmask_cfg("MODEL.BLITZMASK.NUM_HEAD_CONVS", str(num_convs)))
+    for module in model.head.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    head = model.head.eval()
+    feature = torch.randn(head.size[0][0][0].in_channels, 6, 9)
+    cells = torch.tensor([0, 8, 45, 53, 22, 22])  # the four corners, an inside cell twice
+    with torch.no_grad():
+        dense = head(feature[None])
+        sizes, coefficients = head.at_cells(feature, cells)
+    torch.testing.assert_close(sizes, dense.sizes[0].flatten(1)[:, cells].t())
+    torch.testing.assert_close(coefficients, dense.coefficients[0].flatten(1)[:, cells].t())
 
 
 def _losses_worker(rank, world_size, store, result):

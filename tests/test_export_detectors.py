@@ -21,7 +21,7 @@ from rtinst.export import (
     quantize_onnx,
 )
 from rect_datasets import write_rects_dataset
-from shared_files import COCO_MINI, require_shared
+from shared_files import coco_photos
 from tiny_models import (
     batch_with_masks,
     tiny_blendmask_cfg,
@@ -71,19 +71,6 @@ def exported(request, tmp_path_factory):
     path = export_onnx(model.eval(), folder / f"{name}.onnx", 320, 320, cfg.INPUT.FORMAT,
                        resize=(240, 320))
     return name, cfg, path
-
-
-def coco_photos(count=8):
-    """``count`` COCO photos of distinct sizes (landscape, portrait, near-square)."""
-    photos, sizes = [], set()
-    for path in sorted((require_shared(COCO_MINI) / "train2017").glob("*.jpg")):
-        image = cv2.imread(str(path))
-        if image.shape[:2] not in sizes:
-            sizes.add(image.shape[:2])
-            photos.append(image)
-        if len(photos) == count:
-            return photos
-    raise AssertionError("too few COCO photos")
 
 
 def test_onnx_runtime_gives_the_predictors_instances_on_coco_photos(exported):

@@ -9,7 +9,7 @@ Examples:
       --threads 2 --num-detections 10,50,100 --json out.json --markdown out.md
   python tools/benchmark.py --config-file configs/BlitzMask/blitzmask_MNv2_320.yaml \\
       --baseline mask_rcnn --input-size 320x320 --device cpu --threads 2 --num-detections 10 \\
-      --onnx --flops --time-modules head.coefficients head.spanning_set masks
+      --onnx --flops --time-modules head.spanning_set masks
   python tools/benchmark.py --config-file configs/BlendMask/MNV2_FPN_shapes.yaml --baseline none \\
       --video --images FRAMES_OF_ONE_VIDEO --input-size 224 --max-size 400 --threads 2
 """
@@ -35,6 +35,7 @@ from rtinst.benchmark import (
     resize_transform,
     run_benchmark,
 )
+from rtinst.benchmark.detections import detection_counts
 from rtinst.engine import load_config
 from rtinst.errors import CheckpointError, ConfigError, UnknownModelFamily
 
@@ -44,17 +45,6 @@ BASELINES = {
     "mask_rcnn": "zoo:COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_1x.yaml",
     "retinanet": "zoo:COCO-Detection/retinanet_R_50_FPN_1x.yaml",
 }
-
-
-def detection_counts(text):
-    """``"10,50,100"`` -> (10, 50, 100)."""
-    try:
-        counts = tuple(int(k) for k in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected K or K1,K2,..., got {text!r}") from None
-    if min(counts) < 1:
-        raise argparse.ArgumentTypeError("detection counts must be positive")
-    return counts
 
 
 def parse_args(argv=None):
@@ -129,7 +119,8 @@ def parse_args(argv=None):
         metavar="NAME",
         help="also report the median time spent inside these submodules (and, with --flops, "
         "their GFLOPs: fvcore counts the operations a module's own forward runs), e.g. blender; "
-        "BlitzMask's mask branch: head.coefficients head.spanning_set masks",
+        "BlitzMask's mask branch: head.spanning_set masks (its Coefficients run at the peaks, "
+        "inside head)",
     )
     parser.add_argument(
         "--onnx",

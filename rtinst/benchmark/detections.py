@@ -8,6 +8,7 @@ A family is identified by a ``(config key, value)`` pair, e.g. ``("MODEL.META_AR
 e.g. FCOS boxes with an R-CNN mask head).
 """
 
+import argparse
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -66,6 +67,17 @@ BUILTIN_FAMILIES = {
         prepare_untrained=open_untrained_fcos_boxes,
     ),
 }
+
+
+def detection_counts(text):
+    """``"10,50,100"`` -> (10, 50, 100): the benchmark tools' ``--num-detections`` type."""
+    try:
+        counts = tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K or K1,K2,..., got {text!r}") from None
+    if min(counts) < 1:
+        raise argparse.ArgumentTypeError("detection counts must be positive")
+    return counts
 
 
 def _get(cfg, key):

@@ -120,7 +120,7 @@ def count_gflops(model, input_dict):
 def count_gflops_by_module(model, input_dict, names):
     """``(total GFLOPs, {name: GFLOPs})`` of one forward pass on ``input_dict`` from a single
     trace: the whole model and each named submodule (``names`` as for ``get_submodule``, e.g.
-    ``"head.coefficients"``; names the model lacks are left out). fvcore attributes an operation
+    ``"blender"``; names the model lacks are left out). fvcore attributes an operation
     to every module whose forward is running when it executes, so a submodule's count covers its
     own forward only: work its caller does between submodule calls is in no submodule's count.
     ``(None, {})`` with a warning when the model cannot be traced."""

@@ -12,7 +12,7 @@ from .graphs import GraphSpec, PipelineVideo
 from .pipeline import (
     EXPORT_OUTPUTS,
     INPUT_NAMES,
-    BoxMaskPipeline,
+    AnySizePipeline,
     FixedSizePipeline,
     export_pipeline,
 )
@@ -30,7 +30,7 @@ _ONNX_PARTS = {
     "quantize_onnx": "quantize",
 }
 
-__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "BoxMaskPipeline", "FixedSizePipeline", "GraphSpec",
+__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "AnySizePipeline", "FixedSizePipeline", "GraphSpec",
            "PipelineVideo", "export_pipeline", *_ONNX_PARTS]
 
 

@@ -19,7 +19,7 @@ def export_onnx(model: nn.Module, path, height: int, width: int, input_format: s
     """Writes ``model``'s ``export_pipeline`` at ``height`` x ``width`` to ``path``, checks it
     with the ONNX checker and records in its metadata ``input_format`` (the channel order the
     graph expects), the size, the colour that pads pictures (the pixel mean), the pipeline's
-    ``mask_format`` (and ``mask_threshold``), and how a photo is fitted to the size
+    ``mask_format`` (and ``mask_threshold``, and the pipeline's own ``metadata``), and how a photo is fitted to the size
     (``picture_fit``): the pipeline's own ("stretch" for a model that resizes every picture to
     its square input anyway), else "shortest_edge" with ``resize`` = (min size, max size), the
     ``Predictor``'s ``ResizeShortestEdge`` (``INPUT.MIN_SIZE_TEST``, ``INPUT.MAX_SIZE_TEST``),
@@ -42,6 +42,7 @@ def export_onnx(model: nn.Module, path, height: int, width: int, input_format: s
         props["resize_shortest_edge"] = ",".join(str(int(v)) for v in resize)
     if hasattr(pipeline, "mask_threshold"):
         props["mask_threshold"] = repr(float(pipeline.mask_threshold))
+    props.update(getattr(pipeline, "metadata", {}))
     if declares_graphs(pipeline):
         return export_video_graphs(pipeline, path, example, props, opset)
     output_names = getattr(pipeline, "output_names", EXPORT_OUTPUTS)

@@ -9,7 +9,8 @@ larger than the graph is shrunk further to fit, with a warning: its outputs then
 picture to its square input, as YOLACT), the graph's size whatever the aspect ratio. The outputs
 are mapped back to the original image: masks on the canvas ("image" ``mask_format``) resized,
 masks as probabilities in their boxes ("box") pasted by Detectron2's ``detector_postprocess``,
-exactly as the PyTorch models' post-processing does.
+mask logits on a stride grid ("grid") resized once by rtinst's ``grid_masks_to_image``, exactly
+as the PyTorch models' post-processing does.
 
 Images are checked as ``rtinst.engine.Predictor`` checks them (``check_image``: a clear
 ``ValueError`` for anything but a non-empty (H, W, 3) uint8 array), and the size the outputs are
@@ -31,6 +32,7 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
 from rtinst.engine.predictor import DEFAULT_MAX_OUTPUT_PIXELS, OutputSizeBound, check_image
+from rtinst.modeling.layers import grid_masks_to_image
 
 from .pipeline import EXPORT_OUTPUTS, INPUT_NAMES
 
@@ -38,7 +40,7 @@ __all__ = ["ONNXPredictor", "letterbox", "open_session"]
 
 logger = logging.getLogger(__name__)
 PICTURE_FITS = ("shortest_edge", "letterbox", "stretch")
-MASK_FORMATS = ("image", "box", "none")
+MASK_FORMATS = ("image", "box", "grid", "none")
 
 
 def letterbox(image: np.ndarray, height: int, width: int, fill):
@@ -54,10 +56,11 @@ def letterbox(image: np.ndarray, height: int, width: int, fill):
     return padded, (new_h, new_w)
 
 
-def open_session(path, num_threads: int):
+def open_session(path, num_threads: int, profile_prefix=None):
     """(ONNX Runtime CPU session, metadata_props) of ``path``, an ``export_onnx`` file. Its
     threads do not spin-wait after a run: spinning threads hold the cores for a while after each
-    run and slow whatever runs next on them (the tracker, a PyTorch model, another session)."""
+    run and slow whatever runs next on them (the tracker, a PyTorch model, another session).
+    With ``profile_prefix``, ONNX Runtime profiles every node (``session.end_profiling()``)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")
@@ -65,6 +68,9 @@ def open_session(path, num_threads: int):
     options.intra_op_num_threads = num_threads
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     props = session.get_modelmeta().custom_metadata_map
     if "input_size" not in props:
@@ -112,6 +118,9 @@ class ONNXPredictor:
         if self.mask_format not in MASK_FORMATS:
             raise ValueError(f"{path}: unknown mask_format {self.mask_format!r} in its metadata")
         self.mask_threshold = float(props.get("mask_threshold", 0.5))
+        if self.mask_format == "grid":
+            self.mask_stride = int(props["mask_stride"])
+            self.crop_masks_to_boxes = props["mask_crop_to_boxes"] == "True"
         # a graph of any size (multiples of this); 0: of its input_size only
         self.size_divisibility = int(props.get("size_divisibility", 0))
         self.output_names = [output.name for output in self.session.get_outputs()]
@@ -171,7 +180,7 @@ class ONNXPredictor:
         """``{"instances"}`` in the ``output_size`` (h, w) frame for an ``image`` in the graph's
         size and channel order whose top-left ``image_size`` (h, w) holds the picture."""
         outputs = dict(zip(self.output_names, self.run(image, image_size)))
-        if self.mask_format != "image":
+        if self.mask_format in ("box", "none"):
             return {"instances": self._in_boxes(outputs, image_size, output_size)}
         boxes, scores, classes, masks = (outputs[name] for name in EXPORT_OUTPUTS)
         (new_h, new_w), (height, width) = image_size, output_size
@@ -181,6 +190,12 @@ class ONNXPredictor:
         instances.pred_boxes.clip((height, width))
         instances.scores = torch.from_numpy(scores)
         instances.pred_classes = torch.from_numpy(classes)
+        if self.mask_format == "grid":
+            instances.pred_masks = grid_masks_to_image(
+                torch.from_numpy(masks), self.mask_stride, image_size, output_size,
+                self.mask_threshold,
+                instances.pred_boxes.tensor if self.crop_masks_to_boxes else None)
+            return {"instances": instances}
         masks = torch.from_numpy(masks[:, :new_h, :new_w]).float()
         if len(masks) and (new_h, new_w) != (height, width):
             masks = F.interpolate(masks[None], size=(height, width), mode="bilinear",

@@ -10,9 +10,13 @@ pixels, ``scores`` (N,), ``classes`` (N,) and masks in the pipeline's ``mask_for
 decided inside the graph:
 
 * "image" (``FixedSizePipeline``): ``masks`` (N, H, W) uint8 on the canvas;
-* "box" (``BoxMaskPipeline``): ``masks`` (N, R, R) float probabilities inside each box, which
+* "box" (``AnySizePipeline``): ``masks`` (N, R, R) float probabilities inside each box, which
   ``ONNXPredictor`` pastes at the original resolution with Detectron2's ``detector_postprocess``
   as the PyTorch models do (a model without masks returns none: ``mask_format`` "none");
+* "grid" (``AnySizePipeline``): ``masks`` (N, H / s, W / s) logits on the model's stride-s grid
+  of the canvas (metadata ``mask_stride``, ``mask_crop_to_boxes``), which ``ONNXPredictor``
+  resizes once to the original resolution, thresholds and crops with
+  ``rtinst.modeling.layers.grid_masks_to_image``, as the PyTorch model does;
 
 then any further outputs the model names (``export_output_names``, e.g. "mask_scores").
 
@@ -21,15 +25,16 @@ A model is exportable when its method registered a pipeline for its class
 ``FixedSizePipeline`` serves models that have ``pixel_mean``/``pixel_std``,
 ``predict_maps(images)`` (the network on a normalised batch) and ``inference_tensors(maps,
 input_size, output_size)`` (one image's boxes, scores, classes and bool masks from its maps);
-``BoxMaskPipeline`` models that have ``export_outputs(images, image_size)`` (the outputs above
-for a normalised (1, 3, H, W) canvas) and ``export_output_names``.
+``AnySizePipeline`` models that have ``export_outputs(images, image_size)`` (the outputs above
+for a normalised (1, 3, H, W) canvas) and ``export_output_names`` (and, for masks other than
+"box", ``export_mask_format`` and ``export_metadata()``, {str: str} for the graph's metadata).
 """
 import torch
 from torch import nn
 
 from rtinst.methods import find_part
 
-__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "BoxMaskPipeline", "FixedSizePipeline",
+__all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "AnySizePipeline", "FixedSizePipeline",
            "export_pipeline", "normalised_canvas"]
 
 EXPORT_OUTPUTS = ("boxes", "scores", "classes", "masks")
@@ -86,16 +91,18 @@ class FixedSizePipeline(nn.Module):
         return boxes, scores, classes, masks.to(torch.uint8)
 
 
-class BoxMaskPipeline(nn.Module):
-    """uint8 (H, W, 3) canvas -> (boxes, scores, classes[, masks (N, R, R) probabilities in each
-    box], *the model's further outputs) in the picture's frame, from the model's
-    ``export_outputs``: masks are pasted at the original resolution outside the graph, by the
-    PyTorch models' own post-processing (Detectron2's ``detector_postprocess``).
+class AnySizePipeline(nn.Module):
+    """uint8 (H, W, 3) canvas -> (boxes, scores, classes[, masks: probabilities in each box or
+    logits on a grid], *the model's further outputs) in the picture's frame, from the model's
+    ``export_outputs``: masks are brought to the original resolution outside the graph, by the
+    PyTorch models' own post-processing (Detectron2's ``detector_postprocess``, rtinst's
+    ``grid_masks_to_image``).
 
-    The graph takes a canvas of any size divisible by ``size_divisibility`` (``any_size``): the
-    GroupNorms of these models' heads average over the whole padded map, so only the padding
-    Detectron2 adds (to that divisibility) gives the ``Predictor``'s outputs; a larger fixed
-    canvas would shift every normalised feature."""
+    The graph takes a canvas of any size divisible by ``size_divisibility`` (``any_size``): only
+    the padding Detectron2 adds (to that divisibility) gives the ``Predictor``'s outputs. The
+    GroupNorms of the FCOS family's heads average over the whole padded map, and past that
+    padding every network's convolutions see computed borders instead of zeros, so a larger
+    fixed canvas would shift the features."""
 
     any_size = True
 
@@ -107,8 +114,10 @@ class BoxMaskPipeline(nn.Module):
         self.model = model
         self.size = (height, width)
         self.output_names = tuple(model.export_output_names)
-        self.mask_format = "box" if "masks" in self.output_names else "none"
+        self.mask_format = (getattr(model, "export_mask_format", "box")
+                            if "masks" in self.output_names else "none")
         self.mask_threshold = getattr(model, "mask_threshold", 0.5)
+        self.metadata = model.export_metadata() if hasattr(model, "export_metadata") else {}
         self.eval()
 
     def forward(self, image: torch.Tensor, image_size: torch.Tensor):

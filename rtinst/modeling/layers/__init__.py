@@ -9,7 +9,7 @@ from .deform_conv import DeformConv3x3
 from .flow_warp import warp
 from .head_init import HEAD_INIT_STD, normal_init, prior_probability_bias
 from .protonet import ProtoNet, upsample_to
-from .prototype_masks import assemble_masks, crop_to_boxes
+from .prototype_masks import assemble_masks, crop_to_boxes, grid_masks_to_image
 from .separable_conv import SeparableConv2d
 from .transformer import (
     LearnableQueries,
@@ -32,6 +32,7 @@ __all__ = [
     "check_size_keeping",
     "conv2d_at_locations",
     "crop_to_boxes",
+    "grid_masks_to_image",
     "normal_init",
     "prior_probability_bias",
     "upsample_to",

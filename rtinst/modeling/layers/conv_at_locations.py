@@ -4,7 +4,8 @@ A dense prediction layer whose outputs are read at a few locations need not run 
 BlendMask's top layer (Sec. 3.2) is a 3x3 convolution from the 256-channel box tower to
 K x M x M = 784 attention channels on every FPN location, yet inference reads it only at the
 <= 100 detections kept, so the references spend a large share of BlendMask's time on outputs
-they discard. Each output here is the convolution of the same k x k patch (with the same zero
+they discard; BlitzMask's size and coefficient branches (Sec. 2.1) are read at the heatmap's
+peaks only, through their one depthwise 3x3 convolution. Each output here is the convolution of the same k x k patch (with the same zero
 padding at the border): the dense layer's value to float rounding (the order of the sums may
 differ; <= 3e-6 on BlendMask R-50's 784 attentions of magnitude ~1).
 """
@@ -17,16 +18,17 @@ __all__ = ["check_size_keeping", "conv2d_at_locations"]
 
 def check_size_keeping(conv: nn.Module, name: str) -> None:
     """A ``TypeError`` naming ``name`` unless ``conv`` is an ``nn.Conv2d`` with stride 1,
-    dilation 1, one group, zero padding and padding (k - 1) / 2 for its odd kernel sizes k."""
+    dilation 1, zero padding and padding (k - 1) / 2 for its odd kernel sizes k (grouped and
+    depthwise convolutions included)."""
     keeps_size = (
         isinstance(conv, nn.Conv2d)
-        and conv.stride == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+        and conv.stride == (1, 1) and conv.dilation == (1, 1)
         and conv.padding_mode == "zeros"
         and all(k % 2 == 1 and p == k // 2 for k, p in zip(conv.kernel_size, conv.padding))
     )
     if not keeps_size:
-        raise TypeError(f"{name} must be a size-keeping nn.Conv2d (stride 1, dilation 1, one "
-                        f"group, padding (k - 1) / 2, zero padding) to be evaluated at chosen "
+        raise TypeError(f"{name} must be a size-keeping nn.Conv2d (stride 1, dilation 1, "
+                        f"padding (k - 1) / 2, zero padding) to be evaluated at chosen "
                         f"locations; got {conv!r}")
 
 
@@ -36,9 +38,15 @@ def conv2d_at_locations(conv: nn.Conv2d, feature: torch.Tensor,
     ``feature``, as (n, out_channels), computed from the n k x k input patches only
     (``conv`` as ``check_size_keeping`` requires)."""
     kh, kw = conv.kernel_size
-    width = feature.shape[-1]
-    padded = F.pad(feature, (kw // 2, kw // 2, kh // 2, kh // 2))
-    rows = (location_inds // width)[:, None] + torch.arange(kh, device=feature.device)
-    cols = (location_inds % width)[:, None] + torch.arange(kw, device=feature.device)
-    patches = padded[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)  # (n, C, kh, kw)
-    return F.conv2d(patches.contiguous(), conv.weight, conv.bias).flatten(1)
+    height, width = feature.shape[-2:]
+    rows = (location_inds // width)[:, None] + torch.arange(-(kh // 2), kh // 2 + 1,
+                                                             device=feature.device)
+    cols = (location_inds % width)[:, None] + torch.arange(-(kw // 2), kw // 2 + 1,
+                                                            device=feature.device)
+    # the patches read from the map itself (no padded copy of it), zero where they overhang
+    inside = (((rows >= 0) & (rows < height))[:, :, None]
+              & ((cols >= 0) & (cols < width))[:, None, :])  # (n, kh, kw)
+    rows, cols = rows.clamp(0, height - 1), cols.clamp(0, width - 1)
+    patches = feature[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)  # (n, C, kh, kw)
+    patches = patches * inside[:, None].to(patches.dtype)
+    return F.conv2d(patches, conv.weight, conv.bias, groups=conv.groups).flatten(1)

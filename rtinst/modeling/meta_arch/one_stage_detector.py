@@ -45,7 +45,7 @@ class OneStageDetector(ProposalNetwork):
 
     def export_outputs(self, images, image_size):
         """The detections of one normalised (1, 3, H, W) canvas whose top-left ``image_size``
-        ((2,) tensor) holds the picture, before rescaling (``rtinst.export.BoxMaskPipeline``)."""
+        ((2,) tensor) holds the picture, before rescaling (``rtinst.export.AnySizePipeline``)."""
         batch = ImageList(images, [(image_size[0], image_size[1])])
         detections = self.proposal_generator(batch, self.backbone(images))[0][0]
         return detections.pred_boxes.tensor, detections.scores, detections.pred_classes
