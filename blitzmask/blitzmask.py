@@ -162,9 +162,11 @@ class BlitzMask(nn.Module):
     def export_outputs(self, images: torch.Tensor, image_size: torch.Tensor):
         """``inference_tensors`` for a normalised (1, 3, H, W) canvas whose top-left
         ``image_size`` holds the picture."""
-        feature = self.backbone(images)[self.in_feature][0]
-        return self.inference_tensors(feature, self.head.heatmap(feature[None])[0],
-                                      self.head.spanning_set(feature[None])[0], image_size)
+        features = self.backbone(images)[self.in_feature]
+        # squeeze, not [0]: in ONNX indexing copies the map (a Gather), squeezing does not
+        return self.inference_tensors(features.squeeze(0),
+                                      self.head.heatmap(features).squeeze(0),
+                                      self.head.spanning_set(features).squeeze(0), image_size)
 
     def export_metadata(self) -> Dict[str, str]:
         """What ``ONNXPredictor`` needs to resize the grid masks as ``instances`` does."""

@@ -17,7 +17,6 @@ ratios, and the detection counts (which must be equal).
 """
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -141,6 +140,8 @@ def main():
         print(f"{case:26s} reference {ref:.3f} s  ours {ours:.3f} s  ours/reference "
               f"{ours / ref:.2f} (paired {paired:.2f})  detections {counts}", flush=True)
     if args.json:
+        from rtinst.benchmark.machine import machine_info
+
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
                                 cwd=ROOT).stdout.strip()
         args.json.write_text(json.dumps({
@@ -150,7 +151,7 @@ def main():
             "ours": "as built" if args.plain else "optimize_for_inference",
             "passes": args.passes, "warmup": args.warmup,
             "protocol": "two live workers per case, asked pass by pass in turn",
-            "machine": platform.processor() or platform.machine(),
+            "machine": machine_info(),  # the CPU, its widest ISA and any ISA cap in force
             "date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1) + "\n")
 
 

@@ -17,6 +17,16 @@ from ..layers import SeparableConv2d
 __all__ = ["SeparableFPN", "build_separable_fpn_backbone"]
 
 
+def upsample_to(top, lateral):
+    """``top`` resized bilinearly to ``lateral``'s size; by a constant factor 2 when that is the
+    size (always, for inputs padded to the size divisibility): the same values, and an exported
+    graph of any input size then resizes by constant scales instead of sizes computed at run
+    time, which ONNX Runtime runs in its blocked layout."""
+    if tuple(lateral.shape[-2:]) == tuple(2 * s for s in top.shape[-2:]):
+        return F.interpolate(top, scale_factor=2.0, mode="bilinear", align_corners=False)
+    return F.interpolate(top, size=lateral.shape[-2:], mode="bilinear", align_corners=False)
+
+
 class SeparableFPN(Backbone):
     """Top-down feature pyramid on ``in_features`` (fine to coarse): P_l = lateral_l(C_l) +
     bilinear-upsampled P_{l+1}; returns ``out_features`` (e.g. ["p2"]) after a separable conv."""
@@ -66,9 +76,7 @@ class SeparableFPN(Backbone):
         ):
             lateral_feature = lateral(bottom_up[feature])
             if top is not None:
-                lateral_feature = lateral_feature + F.interpolate(
-                    top, size=lateral_feature.shape[-2:], mode="bilinear", align_corners=False
-                )
+                lateral_feature = lateral_feature + upsample_to(top, lateral_feature)
             top = lateral_feature
             if name in self.outputs:
                 outputs[name] = self.outputs[name](top)

@@ -46,7 +46,8 @@ def conv2d_at_locations(conv: nn.Conv2d, feature: torch.Tensor,
     # the patches read from the map itself (no padded copy of it), zero where they overhang
     inside = (((rows >= 0) & (rows < height))[:, :, None]
               & ((cols >= 0) & (cols < width))[:, None, :])  # (n, kh, kw)
-    rows, cols = rows.clamp(0, height - 1), cols.clamp(0, width - 1)
-    patches = feature[:, rows[:, :, None], cols[:, None, :]].transpose(0, 1)  # (n, C, kh, kw)
-    patches = patches * inside[:, None].to(patches.dtype)
+    flat = rows.clamp(0, height - 1)[:, :, None] * width + cols.clamp(0, width - 1)[:, None, :]
+    # one gather along the flattened map (indexing rows and columns would transpose the map)
+    patches = feature.flatten(-2)[:, flat.flatten()].reshape(feature.shape[0], *flat.shape)
+    patches = patches.transpose(0, 1) * inside[:, None].to(feature.dtype)
     return F.conv2d(patches, conv.weight, conv.bias, groups=conv.groups).flatten(1)
