@@ -1,5 +1,6 @@
 """Pairing two predictors' instances of one image (PyTorch against ONNX Runtime), shared by the
-export tests."""
+export tests: rtinst's pairing rule (``rtinst.export.pair_instances``), every instance paired."""
+from rtinst.export import mask_iou, pair_instances as _pair_instances
 
 __all__ = ["mask_iou", "pair_instances"]
 
@@ -7,20 +8,7 @@ __all__ = ["mask_iou", "pair_instances"]
 def pair_instances(expected, actual, score_tol):
     """(i, j) pairs of ``expected``'s and ``actual``'s instances (``Instances``): same class,
     scores within ``score_tol``, the closest box; asserts that every instance has a partner."""
-    free, pairs = set(range(len(actual))), []
-    for i in range(len(expected)):
-        candidates = [j for j in free
-                      if actual.pred_classes[j] == expected.pred_classes[i]
-                      and abs(actual.scores[j] - expected.scores[i]) <= score_tol]
-        assert candidates, f"no partner for instance {i} ({expected.scores[i]:.4f})"
-        j = min(candidates, key=lambda j: (actual.pred_boxes.tensor[j] -
-                                           expected.pred_boxes.tensor[i]).abs().max())
-        free.remove(j)
-        pairs.append((i, j))
+    pairs = _pair_instances(expected, actual, score_tol)
+    unpaired = sorted(set(range(len(expected))) - {i for i, _ in pairs})
+    assert not unpaired, f"no partner for instances {unpaired} ({expected.scores[unpaired]})"
     return pairs
-
-
-def mask_iou(a, b):
-    """IoU of two boolean masks (1 when both are empty)."""
-    union = (a | b).sum().item()
-    return (a & b).sum().item() / union if union else 1.0

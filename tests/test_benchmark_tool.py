@@ -303,6 +303,9 @@ def test_onnx_runtime_row_is_measured_with_the_others(onnx_cli):
         "dynamic",
     )
     assert onnx["meta_architecture"] == "BlitzMask" and not onnx["baseline"]
+    # PyTorch timed as the Predictor runs it on CPU (TEST.OPTIMIZE_FOR_INFERENCE), the model as
+    # built exported
+    assert pytorch["optimized_for_inference"] and not onnx["optimized_for_inference"]
     assert onnx["params"] == pytorch["params"] and onnx["gflops"] is None
     for row in (pytorch, onnx, int8):  # top-K heatmap peaks at score threshold 0: always K
         assert row["num_detections"] == K

@@ -26,7 +26,7 @@ def test_pairs_by_class_score_and_box_and_counts_the_unpaired():
     # in another order, one box moved by 0.25 px, a mask halved, the class-1 instance lost
     fast = _instances([[1, 1, 5, 5.25], [0, 0, 4, 4], [0, 0, 8, 8]], [0.8, 0.9, 0.4], [0, 0, 2],
                       [left, full, full])
-    assert check.pair(built, fast, 0.05) == [(0, 1), (1, 0)]
+    assert check.pair_instances(built, fast, 0.05) == [(0, 1), (1, 0)]  # rtinst.export's rule
     totals = {"detections": [0, 0], "pairs": 0, "unpaired_above": [0, 0]}
     check.compare(built, fast, argparse.Namespace(score_tol=0.05, unpaired_score=0.3), totals)
     assert totals["pairs"] == 2 and totals["detections"] == [3, 3]

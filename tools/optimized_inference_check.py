@@ -22,6 +22,7 @@ import torch
 
 from rtinst.engine import Predictor, Trainer, load_config
 from rtinst.evaluation import COCOEvaluator
+from rtinst.export import pair_instances
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -40,24 +41,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def pair(built, fast, score_tol):
-    """(i, j) pairs of ``built``'s and ``fast``'s instances: greedily by ``built``'s score, the
-    unpaired ``fast`` instance of the same class, score within ``score_tol``, closest box."""
-    boxes = (built.pred_boxes.tensor[:, None] - fast.pred_boxes.tensor[None]).abs().amax(-1)
-    allowed = ((built.pred_classes[:, None] == fast.pred_classes[None])
-               & ((built.scores[:, None] - fast.scores[None]).abs() <= score_tol))
-    pairs = []
-    for i in built.scores.argsort(descending=True).tolist():
-        if allowed[i].any():
-            j = boxes[i].masked_fill(~allowed[i], float("inf")).argmin().item()
-            allowed[:, j] = False
-            pairs.append((i, j))
-    return pairs
-
-
 def compare(built, fast, args, totals):
     """Adds one image's differences between the two paths' ``Instances`` to ``totals``."""
-    pairs = pair(built, fast, args.score_tol)
+    pairs = pair_instances(built, fast, args.score_tol)  # the export parity's pairing rule
     i = torch.tensor([p[0] for p in pairs], dtype=torch.long)
     j = torch.tensor([p[1] for p in pairs], dtype=torch.long)
     totals["pairs"] += len(pairs)

@@ -46,11 +46,17 @@ class ModuleTimer:
 class TimedModel:
     """A model in eval mode (or any callable taking a list of input dicts and returning a list of
     ``{"instances": ...}``, e.g. an ONNX Runtime session's wrapper), its prepared inputs (batch
-    size 1 each) and, optionally, a timer of some of its submodules."""
+    size 1 each), optionally a timer of some of its submodules, and the model as built when the
+    timed one is an inference-optimised copy of it (what exports to ONNX and is counted)."""
 
     model: torch.nn.Module
     inputs: list
     module_timer: ModuleTimer = None
+    built: torch.nn.Module = None
+
+    @property
+    def as_built(self) -> torch.nn.Module:
+        return self.model if self.built is None else self.built
 
 
 @dataclass

@@ -65,6 +65,7 @@ def _build(spec, k, images, resize, device, inputs_by_format, with_flops, time_m
     inputs = inputs_by_format[image_format]
     model, weights = build_eval_model(cfg, inputs[:1])
     logger.info(f"{spec.label}{'' if k is None else f' (K={k})'}: weights = {weights}")
+    timed = _as_the_predictor_runs(model, cfg)
     row = {
         "label": spec.label,
         "config": spec.config,
@@ -74,6 +75,7 @@ def _build(spec, k, images, resize, device, inputs_by_format, with_flops, time_m
         "num_detections": k,
         "detection_families": families,
         "runtime": "pytorch",
+        "optimized_for_inference": timed is not model,
         "video": False,
         "quantization": None,
         "params": count_parameters(model),
@@ -82,8 +84,20 @@ def _build(spec, k, images, resize, device, inputs_by_format, with_flops, time_m
     }
     if with_flops:
         row["gflops"], row["module_gflops"] = count_gflops_by_module(model, inputs[0], time_modules)
-    timer = ModuleTimer(model, time_modules, device) if time_modules else None
-    return TimedModel(model, inputs, timer), row
+    timer = ModuleTimer(timed, time_modules, device) if time_modules else None
+    return TimedModel(timed, inputs, timer, built=model), row
+
+
+def _as_the_predictor_runs(model, cfg):
+    """``model`` as rtinst's ``Predictor`` runs it: optimised for inference where the config
+    says so (``TEST.OPTIMIZE_FOR_INFERENCE`` on a CPU: rtinst's configs, the Detectron2
+    baselines loaded through them included), else itself; a config without the key as built."""
+    from rtinst.engine.predictor import optimizes_for_inference  # (rtinst imports this package)
+    from rtinst.modeling.inference_fusion import optimize_for_inference
+
+    if cfg.get("TEST", {}).get("OPTIMIZE_FOR_INFERENCE") is None:
+        return model
+    return optimize_for_inference(model) if optimizes_for_inference(cfg) else model
 
 
 def _build_onnx(timed, row, size, image_format, folder, int8, images):
@@ -94,7 +108,7 @@ def _build_onnx(timed, row, size, image_format, folder, int8, images):
 
     try:
         entries = export_runtime_models(
-            timed.model, folder, *size, image_format, torch.get_num_threads(), int8, images
+            timed.as_built, folder, *size, image_format, torch.get_num_threads(), int8, images
         )
     except (TypeError, ValueError) as e:
         logger.warning(f"{row['label']}: no ONNX Runtime entry ({e})")
@@ -106,6 +120,7 @@ def _build_onnx(timed, row, size, image_format, folder, int8, images):
             row,
             label=f"{row['label']} [{runtime}]",
             runtime="onnxruntime",
+            optimized_for_inference=False,  # ONNX Runtime's own graph optimisations apply
             quantization=quantization,
             gflops=None,  # the graph is not counted (fvcore traces PyTorch models)
             module_gflops={},

@@ -27,6 +27,8 @@ _ONNX_PARTS = {
     "compare_outputs": "parity",
     "compare_instances": "parity",
     "InstanceParity": "parity",
+    "mask_iou": "parity",
+    "pair_instances": "parity",
     "quantize_onnx": "quantize",
 }
 

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["InstanceParity", "Parity", "compare_instances", "compare_outputs"]
+__all__ = ["InstanceParity", "Parity", "compare_instances", "compare_outputs", "mask_iou",
+           "pair_instances"]
 
 
 @dataclass
@@ -23,26 +24,42 @@ class Parity:
                 and self.min_mask_iou >= min_iou)
 
 
-def _mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a.astype(bool), b.astype(bool)
+def mask_iou(a, b) -> float:
+    """IoU of two masks (arrays or tensors, nonzero = inside; 1 when both are empty)."""
+    a, b = np.asarray(a).astype(bool), np.asarray(b).astype(bool)
     union = (a | b).sum()
     return float((a & b).sum() / union) if union else 1.0
 
 
-def _match(t, o, score_tol):
-    """Pairs (i, j) of PyTorch instance i and ONNX instance j of the same class, scores within
-    ``score_tol`` and the closest boxes; None when some instance has no partner. (Equal scores,
-    e.g. of identical-looking objects, may come out of top-k in either order.)"""
-    free, pairs = set(range(len(o[1]))), []
-    for i in range(len(t[1])):
-        candidates = [j for j in free
-                      if o[2][j] == t[2][i] and abs(o[1][j] - t[1][i]) <= score_tol]
+def _pairs(expected, actual, score_tol):
+    """The one pairing rule: ``expected`` and ``actual`` are (boxes, scores, classes) arrays;
+    each expected instance, in decreasing score, takes the free actual one of its class with a
+    score within ``score_tol`` and the closest box (equal scores, e.g. of identical-looking
+    objects, may come out of top-k in either order). (pairs (i, j), unpaired expected i)."""
+    (e_boxes, e_scores, e_classes), (a_boxes, a_scores, a_classes) = expected, actual
+    free, pairs, unpaired = set(range(len(a_scores))), [], []
+    for i in np.argsort(-np.asarray(e_scores), kind="stable"):
+        candidates = [j for j in free if a_classes[j] == e_classes[i]
+                      and abs(a_scores[j] - e_scores[i]) <= score_tol]
         if not candidates:
-            return None
-        j = min(candidates, key=lambda j: np.abs(o[0][j] - t[0][i]).max())
+            unpaired.append(int(i))
+            continue
+        j = min(candidates, key=lambda j: np.abs(a_boxes[j] - e_boxes[i]).max())
         free.remove(j)
-        pairs.append((i, j))
-    return pairs
+        pairs.append((int(i), j))
+    return pairs, unpaired
+
+
+def _fields(instances):
+    return (instances.pred_boxes.tensor.numpy(), instances.scores.numpy(),
+            instances.pred_classes.numpy())
+
+
+def pair_instances(expected, actual, score_tol=1e-3):
+    """(i, j) pairs of two ``Instances`` of one image (e.g. ``Predictor`` and
+    ``ONNXPredictor``, or two PyTorch paths) by ``compare_instances``' rule; instances without a
+    partner are in no pair."""
+    return _pairs(_fields(expected), _fields(actual), score_tol)[0]
 
 
 def compare_outputs(torch_outputs, onnx_outputs, score_tol=1e-3) -> Parity:
@@ -51,7 +68,8 @@ def compare_outputs(torch_outputs, onnx_outputs, score_tol=1e-3) -> Parity:
     ``score_tol``) and box; the differences are measured between partners."""
     t = [x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x) for x in torch_outputs]
     o = [np.asarray(x) for x in onnx_outputs]
-    pairs = _match(t, o, score_tol) if len(t[1]) == len(o[1]) else None
+    pairs, unpaired = _pairs(t[:3], o[:3], score_tol)
+    pairs = None if unpaired or len(t[1]) != len(o[1]) else pairs
     if not pairs:
         same = pairs is not None
         return Parity(same, len(o[1]), 0.0 if same else float("inf"),
@@ -62,7 +80,7 @@ def compare_outputs(torch_outputs, onnx_outputs, score_tol=1e-3) -> Parity:
         num_instances=len(o[1]),
         max_score_diff=float(np.abs(t[1][i] - o[1][j]).max()),
         max_box_diff=float(np.abs(t[0][i] - o[0][j]).max()),
-        min_mask_iou=min(_mask_iou(t[3][a], o[3][b]) for a, b in pairs),
+        min_mask_iou=min(mask_iou(t[3][a], o[3][b]) for a, b in pairs),
     )
 
 
@@ -88,25 +106,20 @@ class InstanceParity:
 def compare_instances(expected, actual, score_tol=1e-3) -> InstanceParity:
     """``expected`` and ``actual``: ``Instances`` of one photo (e.g. ``Predictor`` and
     ``ONNXPredictor``). Each expected instance, in decreasing score, takes the free actual one
-    of its class with a score within ``score_tol`` and the closest box."""
-    e_boxes, a_boxes = expected.pred_boxes.tensor.numpy(), actual.pred_boxes.tensor.numpy()
-    e_scores, a_scores = expected.scores.numpy(), actual.scores.numpy()
+    of its class with a score within ``score_tol`` and the closest box (``pair_instances``)."""
+    pairs, unpaired = _pairs(_fields(expected), _fields(actual), score_tol)
+    e_boxes, e_scores, _ = _fields(expected)
+    a_boxes, a_scores, _ = _fields(actual)
     masks = expected.has("pred_masks") and actual.has("pred_masks")
-    free, unmatched = set(range(len(actual))), []
     score_diff, box_diff, min_iou = 0.0, 0.0, 1.0
-    for i in np.argsort(-e_scores, kind="stable"):
-        candidates = [j for j in free if actual.pred_classes[j] == expected.pred_classes[i]
-                      and abs(a_scores[j] - e_scores[i]) <= score_tol]
-        if not candidates:
-            unmatched.append(float(e_scores[i]))
-            continue
-        j = min(candidates, key=lambda j: np.abs(a_boxes[j] - e_boxes[i]).max())
-        free.remove(j)
+    for i, j in pairs:
         score_diff = max(score_diff, float(abs(a_scores[j] - e_scores[i])))
         box_diff = max(box_diff, float(np.abs(a_boxes[j] - e_boxes[i]).max()))
         if masks:
-            min_iou = min(min_iou, _mask_iou(expected.pred_masks[i].numpy(),
-                                             actual.pred_masks[j].numpy()))
-    unmatched += [float(a_scores[j]) for j in sorted(free)]
-    return InstanceParity(len(expected), score_diff, box_diff, min_iou, sorted(unmatched,
-                                                                              reverse=True))
+            min_iou = min(min_iou, mask_iou(expected.pred_masks[i].numpy(),
+                                            actual.pred_masks[j].numpy()))
+    paired_actual = {j for _, j in pairs}
+    unmatched = [float(e_scores[i]) for i in unpaired]
+    unmatched += [float(a_scores[j]) for j in range(len(actual)) if j not in paired_actual]
+    return InstanceParity(len(expected), score_diff, box_diff, min_iou,
+                          sorted(unmatched, reverse=True))
