@@ -190,6 +190,16 @@ def test_bad_input_is_named(trained_model, tmp_path):
         quantize_onnx(tmp_path / "x.onnx", tmp_path / "y.onnx", "static")
 
 
+def test_grid_masks_without_their_metadata_are_refused_naming_the_file(exported, tmp_path):
+    graph = onnx.load(str(exported))
+    props = {p.key: p.value for p in graph.metadata_props if p.key != "mask_stride"}
+    del graph.metadata_props[:]
+    onnx.helper.set_model_props(graph, props)
+    onnx.save(graph, str(tmp_path / "no_stride.onnx"))
+    with pytest.raises(ValueError, match=r"no_stride.onnx: grid masks without \['mask_stride'\]"):
+        ONNXPredictor(tmp_path / "no_stride.onnx")
+
+
 def _export_tool():
     spec = importlib.util.spec_from_file_location("export_onnx", ROOT / "tools/export_onnx.py")
     tool = importlib.util.module_from_spec(spec)

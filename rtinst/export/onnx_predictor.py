@@ -119,6 +119,9 @@ class ONNXPredictor:
             raise ValueError(f"{path}: unknown mask_format {self.mask_format!r} in its metadata")
         self.mask_threshold = float(props.get("mask_threshold", 0.5))
         if self.mask_format == "grid":
+            missing = [k for k in ("mask_stride", "mask_crop_to_boxes") if k not in props]
+            if missing:
+                raise ValueError(f"{path}: grid masks without {missing} in its metadata")
             self.mask_stride = int(props["mask_stride"])
             self.crop_masks_to_boxes = props["mask_crop_to_boxes"] == "True"
         # a graph of any size (multiples of this); 0: of its input_size only

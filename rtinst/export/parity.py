@@ -107,9 +107,9 @@ def compare_instances(expected, actual, score_tol=1e-3) -> InstanceParity:
     """``expected`` and ``actual``: ``Instances`` of one photo (e.g. ``Predictor`` and
     ``ONNXPredictor``). Each expected instance, in decreasing score, takes the free actual one
     of its class with a score within ``score_tol`` and the closest box (``pair_instances``)."""
-    pairs, unpaired = _pairs(_fields(expected), _fields(actual), score_tol)
-    e_boxes, e_scores, _ = _fields(expected)
-    a_boxes, a_scores, _ = _fields(actual)
+    expected_fields, actual_fields = _fields(expected), _fields(actual)
+    pairs, unpaired = _pairs(expected_fields, actual_fields, score_tol)
+    (e_boxes, e_scores, _), (a_boxes, a_scores, _) = expected_fields, actual_fields
     masks = expected.has("pred_masks") and actual.has("pred_masks")
     score_diff, box_diff, min_iou = 0.0, 0.0, 1.0
     for i, j in pairs:
