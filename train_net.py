@@ -16,6 +16,7 @@ and report.html showing them all (TEST.REPORT.*); TensorBoard reads its events
 (tensorboard --logdir OUTPUT_DIR).
 """
 import importlib.util
+import logging
 import os
 import sys
 import time
@@ -53,7 +54,9 @@ def evaluation_folder(args, cfg):
 def main(args):
     # rtinst first: importing it checks the detectron2 build before any detectron2 code runs
     from rtinst.engine import Trainer, setup
+    from rtinst.engine.predictor import optimizes_for_inference
     from rtinst.engine.trainer import write_report
+    from rtinst.modeling.inference_fusion import optimize_for_inference
 
     from detectron2.evaluation import verify_results
     from detectron2.utils import comm
@@ -64,6 +67,11 @@ def main(args):
         checkpoint = Trainer.build_checkpointer(model, cfg).resume_or_load(
             cfg.MODEL.WEIGHTS, resume=args.resume
         )
+        if optimizes_for_inference(cfg):  # on CPU, as the Predictor runs it (same AP)
+            model = optimize_for_inference(model)
+            logging.getLogger("rtinst").info(
+                "evaluating the model optimised for inference (TEST.OPTIMIZE_FOR_INFERENCE; "
+                "False: as built)")
         results = Trainer.test(cfg, model)
         if comm.is_main_process():
             trained = (checkpoint or {}).get("iteration")  # the last one done, from 0

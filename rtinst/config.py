@@ -191,8 +191,8 @@ def add_video_config(cfg):
     # to float rounding (benchmarks/optimized_inference_shapes_2026-12-07.json), but not
     # bit-identical to the references' (mask pixels near 0.5 and near-tied scores can flip).
     # False: the model as built, bit for bit DefaultPredictor's outputs (the reference tests build
-    # the model directly). On GPU the Predictor always runs the model as built (only measured on
-    # CPU; Winograd is CPU-only)
+    # the model directly). train_net.py --eval-only and tools/benchmark.py follow it too. On GPU
+    # the model always runs as built (only measured on CPU; Winograd is CPU-only)
     cfg.TEST.OPTIMIZE_FOR_INFERENCE = True
 
 

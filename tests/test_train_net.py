@@ -98,6 +98,7 @@ def test_eval_only_prints_box_ap(tmp_path):
                     "MODEL.WEIGHTS", str(out / "model_final.pth"), "OUTPUT_DIR", str(out))
     log = res.stdout + res.stderr
     assert "Evaluation results for shapes_val" in log
+    assert "evaluating the model optimised for inference" in log  # as the Predictor, on CPU
     header, values = [line.split("copypaste: ")[1] for line in log.splitlines() if "copypaste: " in line][1:3]
     assert header == "AP,AP50,AP75,APs,APm,APl"
     assert all(0.0 <= float(v) <= 100.0 for v in values.split(","))
