@@ -15,13 +15,12 @@ from detectron2.utils.events import EventStorage
 from rtinst.engine.predictor import Predictor, load_weights
 from rtinst.export import (
     ONNXPredictor,
-    compare_instances,
     evaluate_onnx,
     export_onnx,
     quantize_onnx,
 )
 from rect_datasets import write_rects_dataset
-from shared_files import coco_photos
+from instance_pairs import parity_on_coco_photos
 from tiny_models import (
     batch_with_masks,
     tiny_blendmask_cfg,
@@ -75,14 +74,10 @@ def exported(request, tmp_path_factory):
 
 def test_onnx_runtime_gives_the_predictors_instances_on_coco_photos(exported):
     name, cfg, path = exported
-    predictor, onnx_predictor = Predictor(cfg), ONNXPredictor(path)
     counts = []
-    for photo in coco_photos():
-        expected = predictor(photo)["instances"]
-        actual = onnx_predictor(photo)["instances"]
-        assert actual.image_size == expected.image_size == photo.shape[:2]
+    for photo, expected, actual, parity in parity_on_coco_photos(Predictor(cfg),
+                                                                 ONNXPredictor(path)):
         assert set(expected.get_fields()) >= set(actual.get_fields()), name
-        parity = compare_instances(expected, actual, score_tol=1e-3)  # matched as sets
         assert (parity.max_score_diff <= 1e-3 and parity.max_box_diff <= 1.0
                 and parity.min_mask_iou >= 0.98), (name, photo.shape, parity)
         assert not [s for s in parity.unmatched_scores if s > 0.3], (name, photo.shape, parity)

@@ -28,7 +28,7 @@ from tiny_models import TINY_BLITZMASK_OPTS, tiny_blitzmask_cfg
 from tiny_models import EVERY_LEVEL_BOXES, batch_with_masks, train_on_batch
 from payloads import code_running_pkl
 from rect_datasets import hwc, write_rects_dataset
-from shared_files import coco_photos
+from instance_pairs import parity_on_coco_photos
 from train_net_runner import ROOT
 
 SIZE = 128
@@ -62,7 +62,8 @@ def test_onnx_runtime_gives_pytorchs_instances(trained_model, exported):
     predictor = ONNXPredictor(exported)
     for item in batch:
         image = hwc(item)
-        parity = compare_instances(_instances(model, image), predictor(image[:, :, ::-1])["instances"])
+        parity = compare_instances(_instances(model, image),
+                                   predictor(image[:, :, ::-1])["instances"])
         assert parity.num_instances > 0
         assert parity.ok(score_tol=1e-4, box_tol=1e-3, min_iou=0.99), parity
 
@@ -95,13 +96,8 @@ def test_onnx_runtime_gives_the_predictors_instances_on_coco_photos(trained_mode
     torch.save({"model": model.state_dict()}, cfg.MODEL.WEIGHTS)
     path = export_onnx(model, tmp_path / "blitzmask.onnx", 320, 320, cfg.INPUT.FORMAT,
                        resize=(240, 320))
-    predictor, onnx_predictor = Predictor(cfg), ONNXPredictor(path)
     counts = []
-    for photo in coco_photos():
-        expected = predictor(photo)["instances"]
-        actual = onnx_predictor(photo)["instances"]
-        assert actual.image_size == expected.image_size == photo.shape[:2]
-        parity = compare_instances(expected, actual, score_tol=1e-3)  # matched as sets
+    for photo, expected, _, parity in parity_on_coco_photos(Predictor(cfg), ONNXPredictor(path)):
         assert parity.ok(), (photo.shape, parity)
         counts.append(len(expected))
     assert min(counts) > 0, counts  # the model finds something in every photo

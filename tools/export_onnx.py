@@ -3,9 +3,9 @@
 stage, thresholding) to ONNX, checks it, and compares it with PyTorch: on each image, the
 ``Predictor``'s instances against the ``ONNXPredictor``'s (matched as sets: score, box, mask IoU,
 unmatched instances). The graph's size defaults to the model's own test size (printed); the
-FCOS family's graphs take any size (padded as Detectron2 pads). A video model's pipeline
-(keyframe and frame graphs with state) writes one file per graph and is compared frame by frame
-with the PyTorch pipeline over the images taken as one video's frames.
+FCOS family's and BlitzMask's graphs take any size (padded as Detectron2 pads). A video model's
+pipeline (keyframe and frame graphs with state) writes one file per graph and is compared frame
+by frame with the PyTorch pipeline over the images taken as one video's frames.
 
 Examples:
   python tools/export_onnx.py --config-file configs/BlitzMask/blitzmask_MNv2_320.yaml \\
@@ -52,6 +52,7 @@ from rtinst.export import (
     quantize_onnx,
 )
 from rtinst.export.graphs import declares_graphs
+from rtinst.export.pipeline import size_divisibility
 from rtinst.methods import find_part
 
 logger = logging.getLogger("rtinst.export")
@@ -133,7 +134,7 @@ def default_size(cfg, model):
     side = getattr(model, "input_size", None)
     if isinstance(side, int):
         return side, side
-    divisibility = getattr(model.backbone, "size_divisibility", 1) or 1
+    divisibility = size_divisibility(model)
     side = -(-cfg.INPUT.MAX_SIZE_TEST // divisibility) * divisibility
     return side, side
 

@@ -90,13 +90,11 @@ def _build(spec, k, images, resize, device, inputs_by_format, with_flops, time_m
 
 def _as_the_predictor_runs(model, cfg):
     """``model`` as rtinst's ``Predictor`` runs it: optimised for inference where the config
-    says so (``TEST.OPTIMIZE_FOR_INFERENCE`` on a CPU: rtinst's configs, the Detectron2
-    baselines loaded through them included), else itself; a config without the key as built."""
+    says so (``TEST.OPTIMIZE_FOR_INFERENCE`` on a CPU; the Detectron2 baselines load through
+    rtinst's config too), else itself."""
     from rtinst.engine.predictor import optimizes_for_inference  # (rtinst imports this package)
     from rtinst.modeling.inference_fusion import optimize_for_inference
 
-    if cfg.get("TEST", {}).get("OPTIMIZE_FOR_INFERENCE") is None:
-        return model
     return optimize_for_inference(model) if optimizes_for_inference(cfg) else model
 
 

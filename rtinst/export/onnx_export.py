@@ -19,13 +19,14 @@ def export_onnx(model: nn.Module, path, height: int, width: int, input_format: s
     """Writes ``model``'s ``export_pipeline`` at ``height`` x ``width`` to ``path``, checks it
     with the ONNX checker and records in its metadata ``input_format`` (the channel order the
     graph expects), the size, the colour that pads pictures (the pixel mean), the pipeline's
-    ``mask_format`` (and ``mask_threshold``, and the pipeline's own ``metadata``), and how a photo is fitted to the size
-    (``picture_fit``): the pipeline's own ("stretch" for a model that resizes every picture to
-    its square input anyway), else "shortest_edge" with ``resize`` = (min size, max size), the
-    ``Predictor``'s ``ResizeShortestEdge`` (``INPUT.MIN_SIZE_TEST``, ``INPUT.MAX_SIZE_TEST``),
-    else "letterbox" (the largest size that fits). Returns the path. A video pipeline writes
-    ``<stem>.<graph>.onnx`` next to ``path`` for each of its graphs instead
-    (``export_video_graphs``) and returns the keyframe graph's file."""
+    ``mask_format`` (and ``mask_threshold``, and the pipeline's own ``metadata``), and how a
+    photo is fitted to the size (``picture_fit``): the pipeline's own ("stretch" for a model
+    that resizes every picture to its square input anyway), else "shortest_edge" with
+    ``resize`` = (min size, max size), the ``Predictor``'s ``ResizeShortestEdge``
+    (``INPUT.MIN_SIZE_TEST``, ``INPUT.MAX_SIZE_TEST``), else "letterbox" (the largest size that
+    fits). Returns the path. A video pipeline writes ``<stem>.<graph>.onnx`` next to ``path``
+    for each of its graphs instead (``export_video_graphs``) and returns the keyframe graph's
+    file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     pipeline = export_pipeline(model, height, width)

@@ -35,7 +35,7 @@ from torch import nn
 from rtinst.methods import find_part
 
 __all__ = ["EXPORT_OUTPUTS", "INPUT_NAMES", "AnySizePipeline", "FixedSizePipeline",
-           "export_pipeline", "normalised_canvas"]
+           "export_pipeline", "normalised_canvas", "size_divisibility"]
 
 EXPORT_OUTPUTS = ("boxes", "scores", "classes", "masks")
 INPUT_NAMES = ("image", "image_size")
@@ -52,6 +52,11 @@ def normalised_canvas(image: torch.Tensor, image_size, pixel_mean, pixel_std) ->
     return x[None]
 
 
+def size_divisibility(model: nn.Module) -> int:
+    """What the model's backbone pads inputs to a multiple of (1: nothing)."""
+    return getattr(model.backbone, "size_divisibility", 1) or 1
+
+
 def _check_exportable(model: nn.Module, attributes, height: int, width: int) -> int:
     """The backbone's size divisibility, after checking that ``model`` has ``attributes`` and
     that the size is a multiple of it."""
@@ -59,11 +64,11 @@ def _check_exportable(model: nn.Module, attributes, height: int, width: int) -> 
         if not hasattr(model, attribute):
             raise TypeError(f"{type(model).__name__} cannot be exported to ONNX: it has no "
                             f"'{attribute}' (see rtinst/export/pipeline.py)")
-    size_divisibility = getattr(model.backbone, "size_divisibility", 1) or 1
-    if height % size_divisibility or width % size_divisibility:
+    divisibility = size_divisibility(model)
+    if height % divisibility or width % divisibility:
         raise ValueError(f"export size {height}x{width} must be a multiple of the "
-                         f"backbone's size divisibility {size_divisibility}")
-    return size_divisibility
+                         f"backbone's size divisibility {divisibility}")
+    return divisibility
 
 
 class FixedSizePipeline(nn.Module):

@@ -5,9 +5,10 @@ BlendMask's top layer (Sec. 3.2) is a 3x3 convolution from the 256-channel box t
 K x M x M = 784 attention channels on every FPN location, yet inference reads it only at the
 <= 100 detections kept, so the references spend a large share of BlendMask's time on outputs
 they discard; BlitzMask's size and coefficient branches (Sec. 2.1) are read at the heatmap's
-peaks only, through their one depthwise 3x3 convolution. Each output here is the convolution of the same k x k patch (with the same zero
-padding at the border): the dense layer's value to float rounding (the order of the sums may
-differ; <= 3e-6 on BlendMask R-50's 784 attentions of magnitude ~1).
+peaks only, through their one depthwise 3x3 convolution. Each output here is the convolution of
+the same k x k patch (with the same zero padding at the border): the dense layer's value to float
+rounding (the order of the sums may differ; <= 3e-6 on BlendMask R-50's 784 attentions of
+magnitude ~1).
 """
 import torch
 import torch.nn.functional as F
